@@ -1,0 +1,39 @@
+/*
+ * The binding table: ip:port -> SSL_CTX built from a certificate chain and key (netsh sslcert
+ * ipport=). 0.0.0.0:port is the wildcard; a binding for the exact local address wins.
+ *
+ * The table is guarded by one mutex. A lookup takes a reference on the SSL_CTX it returns, so a
+ * binding can be replaced or deleted at any time: connections hold their own SSL_CTX reference
+ * (through SSL_new) and the old context is freed after the last of them closes.
+ */
+#ifndef HS_BINDINGS_H
+#define HS_BINDINGS_H
+
+#include <pthread.h>
+#include <openssl/ssl.h>
+
+typedef struct hs_binding {
+    char ip[64]; /* textual address as given: "0.0.0.0", "127.0.0.1", "::" */
+    int port;
+    SSL_CTX *ctx;
+    int flags;   /* enum hs_binding_flags */
+} hs_binding_t;
+
+typedef struct hs_bindings {
+    pthread_mutex_t lock;
+    hs_binding_t *items;
+    size_t n, cap;
+} hs_bindings_t;
+
+void hs__bindings_init(hs_bindings_t *b);
+void hs__bindings_destroy(hs_bindings_t *b);
+
+/* Adds or replaces; takes ownership of ctx. Returns 0 or -ENOMEM. */
+int hs__bindings_set(hs_bindings_t *b, const char *ip, int port, SSL_CTX *ctx, int flags);
+/* Returns 0 or -ENOENT. */
+int hs__bindings_delete(hs_bindings_t *b, const char *ip, int port);
+/* The context for a local address (exact ip first, then the wildcard), with a reference the
+ * caller must drop with SSL_CTX_free; NULL if none or the binding rejects connections. */
+SSL_CTX *hs__bindings_lookup(hs_bindings_t *b, const char *ip, int port);
+
+#endif

@@ -1,0 +1,650 @@
+/*
+ * One connection's life: handshake, request heads, bodies, responses, keep-alive, close.
+ *
+ * Everything here runs on the connection's I/O thread. The state (enum hs_conn_state) says what
+ * the bytes in plain_in mean: a request head (READ_HEAD), body bytes for the app (READ_BODY) or to
+ * drop (DRAIN), or a pipelined request waiting for the current response (WAIT_APP). One request is
+ * in flight at a time, so responses leave in request order with no bookkeeping.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "environ.h"
+#include "httpsys.h"
+#include "loop.h"
+#include "queue.h"
+#include "server.h"
+#include "tls.h"
+
+/* Fixed for now; the store's timeout settings replace them (reference 1.5). */
+#define HEADER_WAIT_MS 120000u
+#define IDLE_MS 120000u
+#define LINGER_MS 2000u
+
+const char *const hs_conn_state_names[HS_CONN_STATE_COUNT] = {
+    "HANDSHAKE", "READ_HEAD", "READ_BODY", "WAIT_APP", "DRAIN", "CLOSING",
+};
+
+static int plain_read(hs_conn_t *c)
+{
+    HS_UNUSED(c);
+    return HS_OK;
+}
+
+static int plain_write(hs_conn_t *c, const char *p, size_t n)
+{
+    return hs__buf_append(&c->wire_out, p, n) == 0 ? HS_OK : HS_ERROR;
+}
+
+static const hs_conn_io_t plain_io = {plain_read, plain_write};
+static const hs_conn_io_t tls_io = {hs__tls_read, hs__tls_write};
+
+static void process(hs_conn_t *c);
+static void flush(hs_conn_t *c);
+
+/* ---- setup and teardown ------------------------------------------------------------------ */
+
+static void addr_text(const struct sockaddr_storage *ss, char *ip, size_t iplen, int *port)
+{
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+            inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], ip, (socklen_t)iplen);
+        else
+            inet_ntop(AF_INET6, &a->sin6_addr, ip, (socklen_t)iplen);
+        *port = ntohs(a->sin6_port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, ip, (socklen_t)iplen);
+        *port = ntohs(a->sin_port);
+    }
+}
+
+/* Refuses a connection with a reset: no binding, or out of memory. */
+static void reset_fd(int fd)
+{
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
+static int setup_tls(hs_conn_t *c)
+{
+    SSL_CTX *ctx = hs__bindings_lookup(&c->loop->server->bindings, c->local_ip, c->local_port);
+    if (ctx == NULL)
+        return -1;
+    int rc = hs__tls_attach(c, ctx);
+    SSL_CTX_free(ctx); /* the SSL object holds its own reference */
+    return rc;
+}
+
+hs_conn_t *hs__conn_new(hs_loop_t *l, int fd, int tls)
+{
+    hs_conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        reset_fd(fd);
+        return NULL;
+    }
+    c->kind = HS_EV_CONN;
+    c->fd = fd;
+    c->loop = l;
+    c->is_tls = tls ? 1 : 0;
+    c->io = tls ? &tls_io : &plain_io;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    addr_text(&ss, c->local_ip, sizeof(c->local_ip), &c->local_port);
+    sl = sizeof(ss);
+    getpeername(fd, (struct sockaddr *)&ss, &sl);
+    addr_text(&ss, c->peer_ip, sizeof(c->peer_ip), &c->peer_port);
+    if (tls && setup_tls(c) != 0) {
+        /* No binding for this local address: the handshake is refused (reference 1.3). */
+        reset_fd(fd);
+        free(c);
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        hs__tls_free(c);
+        reset_fd(fd);
+        free(c);
+        return NULL;
+    }
+    c->state = tls ? HS_CONN_HANDSHAKE : HS_CONN_READ_HEAD;
+    c->keepalive = 1;
+    c->deadline = l->now_ms + HEADER_WAIT_MS;
+    c->next = l->conns;
+    if (l->conns)
+        l->conns->prev = c;
+    l->conns = c;
+    l->n_conns++;
+    /* The listener uses TCP_DEFER_ACCEPT, so the ClientHello is usually here already. */
+    hs__conn_on_readable(c);
+    return c;
+}
+
+/* The connection is gone for its request's worker: wake it so its calls fail. */
+static void drop_request(hs_conn_t *c)
+{
+    hs_request_t *r = c->req;
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->gone = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    r->conn = NULL;
+    c->req = NULL;
+    hs__request_release(r);
+}
+
+void hs__conn_close(hs_conn_t *c)
+{
+    if (c->closed)
+        return;
+    c->closed = 1;
+    drop_request(c);
+    hs__tls_free(c);
+    close(c->fd); /* also removes it from the epoll set */
+    hs__loop_unlink_conn(c->loop, c);
+    hs__buf_free(&c->wire_in);
+    hs__buf_free(&c->plain_in);
+    hs__buf_free(&c->wire_out);
+}
+
+static void close_reset(hs_conn_t *c)
+{
+    struct linger lg = {1, 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    hs__conn_close(c);
+}
+
+/* After the last response of a connection: send close_notify and everything queued, then shut
+ * the write side and read until the client closes, so that its unread request bytes do not make
+ * the kernel reset the connection before the client has read our answer. */
+static void start_closing(hs_conn_t *c)
+{
+    drop_request(c);
+    if (c->state != HS_CONN_CLOSING) {
+        c->state = HS_CONN_CLOSING;
+        hs__tls_shutdown(c);
+    }
+    c->deadline = c->loop->now_ms + IDLE_MS;
+    flush(c);
+}
+
+void hs__conn_check_deadline(hs_conn_t *c, uint64_t now_ms)
+{
+    if (c->deadline != 0 && now_ms >= c->deadline)
+        hs__conn_close(c);
+}
+
+/* ---- output ------------------------------------------------------------------------------ */
+
+static void flush(hs_conn_t *c)
+{
+    while (!c->closed && hs__buf_pending(&c->wire_out) > 0) {
+        ssize_t n = send(c->fd, c->wire_out.base + c->wire_out.off, hs__buf_pending(&c->wire_out),
+                         MSG_NOSIGNAL);
+        if (n > 0) {
+            hs__buf_consume(&c->wire_out, (size_t)n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            c->write_blocked = 1;
+            return;
+        } else {
+            hs__conn_close(c);
+            return;
+        }
+    }
+    c->write_blocked = 0;
+    if (!c->closed && c->state == HS_CONN_CLOSING && !c->lingering) {
+        c->lingering = 1;
+        c->deadline = c->loop->now_ms + LINGER_MS;
+        shutdown(c->fd, SHUT_WR);
+        if (c->peer_eof)
+            hs__conn_close(c);
+    }
+}
+
+/* Answers with a canned response from the status table. */
+static void send_reject(hs_conn_t *c, int reject, int close)
+{
+    char buf[2048];
+    size_t n = hs__status_response(reject, close, hs__loop_date(c->loop), buf, sizeof(buf));
+    if (n == 0 || c->io->write(c, buf, n) != HS_OK) {
+        hs__conn_close(c);
+        return;
+    }
+    if (close)
+        start_closing(c);
+}
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+/* RFC 9110 9.3.3/9.3.4: POST and PUT carry content, so one without framing is refused with 411
+ * as HTTP.sys does. */
+static int needs_length(hs_str_t method)
+{
+    return hs__str_eq(method, "POST", 4) || hs__str_eq(method, "PUT", 3);
+}
+
+typedef struct routed {
+    hs_queue_t *queue;
+    hs_str_t host, query;
+    char *path;
+    size_t path_len, script_len;
+} routed_t;
+
+/* Splits, canonicalises and routes the request target. Returns HS_REJECT_NONE with rt filled
+ * (rt->path malloc'd, a queue reference taken) or a reject. */
+static int route(hs_conn_t *c, const hs_http1_request_t *h, routed_t *rt)
+{
+    hs_server_t *s = c->loop->server;
+    hs_str_t authority = {NULL, 0}, path;
+    unsigned port;
+    int reject = HS_REJECT_INVALID_URL;
+    if (hs__url_split(h->target, &authority, &path, &rt->query) != HS_OK || path.len == 0 ||
+        path.base[0] != '/')
+        return HS_REJECT_INVALID_URL;
+    if (authority.len == 0)
+        authority = h->host;
+    rt->host = (hs_str_t){"", 0};
+    if (authority.len > 0 && hs__url_split_host(authority, &rt->host, &port) != HS_OK)
+        return HS_REJECT_INVALID_HOSTNAME;
+    rt->path = malloc(path.len + 1);
+    if (rt->path == NULL)
+        return HS_REJECT_INTERNAL;
+    if (hs__url_canonicalize(path, &s->url_limits, rt->path, &rt->path_len, &reject) != HS_OK)
+        goto fail;
+    hs_str_t local = {c->local_ip, strlen(c->local_ip)};
+    reject = hs__server_route(s, c->is_tls, rt->host, c->local_port, local,
+                              (hs_str_t){rt->path, rt->path_len}, &rt->queue, &rt->script_len);
+    if (reject == HS_REJECT_NONE)
+        return HS_REJECT_NONE;
+fail:
+    free(rt->path);
+    return reject;
+}
+
+static hs_request_t *make_request(hs_conn_t *c, const hs_http1_request_t *h, routed_t *rt)
+{
+    hs_request_t *r = hs__request_new(c->loop, c);
+    if (r == NULL)
+        return NULL;
+    hs_environ_src_t src = {
+        .req = h,
+        .path = {rt->path, rt->path_len},
+        .script_len = rt->script_len,
+        .query = rt->query,
+        .server_name = rt->host.len ? rt->host : (hs_str_t){c->local_ip, strlen(c->local_ip)},
+        .remote_ip = c->peer_ip,
+        .remote_port = c->peer_port,
+        .local_port = c->local_port,
+        .tls = c->is_tls,
+        .tls_version = hs__tls_version(c),
+        .tls_cipher = hs__tls_cipher(c),
+    };
+    r->env = hs__environ_build(&src, &r->env_len);
+    if (r->env == NULL) {
+        hs__request_release(r);
+        return NULL;
+    }
+    r->content_length = h->chunked ? -1 : h->content_length;
+    r->has_body = h->chunked || h->content_length > 0;
+    r->body_done = !r->has_body;
+    r->http_minor = h->minor_version;
+    r->head_request = hs__str_eq(h->method, "HEAD", 4);
+    r->want_keepalive = h->minor_version >= 1 ? !h->conn_close : h->conn_keepalive;
+    return r;
+}
+
+/* A complete head was parsed: route it, hand it to its queue, set up the body. Returns the
+ * reject to answer with, or HS_REJECT_NONE. */
+static int start_request(hs_conn_t *c, const hs_http1_request_t *h)
+{
+    routed_t rt = {0};
+    if (!h->chunked && h->content_length < 0 && needs_length(h->method))
+        return HS_REJECT_LENGTH_REQUIRED;
+    int reject = route(c, h, &rt);
+    if (reject != HS_REJECT_NONE)
+        return reject;
+    hs_request_t *r = make_request(c, h, &rt);
+    free(rt.path);
+    if (r == NULL) {
+        hs_queue_release(rt.queue);
+        return HS_REJECT_INTERNAL;
+    }
+    c->keepalive = r->want_keepalive;
+    c->body_chunked = h->chunked;
+    c->body_left = h->chunked ? -1 : (h->content_length > 0 ? h->content_length : 0);
+    memset(&c->chunked, 0, sizeof(c->chunked));
+    c->req = r;
+    reject = hs__queue_push(rt.queue, r);
+    hs_queue_release(rt.queue);
+    if (reject != HS_REJECT_NONE) {
+        c->req = NULL;
+        r->conn = NULL;
+        hs__request_release(r);
+        return reject;
+    }
+    if (h->expect_continue && r->has_body && h->minor_version >= 1)
+        c->io->write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    c->state = r->has_body ? HS_CONN_READ_BODY : HS_CONN_WAIT_APP;
+    c->deadline = 0;
+    return HS_REJECT_NONE;
+}
+
+static void read_head(hs_conn_t *c)
+{
+    hs_http1_request_t h;
+    hs_server_t *s = c->loop->server;
+    size_t avail = hs__buf_pending(&c->plain_in);
+    int n = hs__http1_parse_request(c->plain_in.base + c->plain_in.off, avail, c->last_len,
+                                    &s->http_limits, &h);
+    if (n == HS_AGAIN) {
+        c->last_len = avail;
+        return;
+    }
+    c->last_len = 0;
+    if (n < 0) {
+        /* A head we cannot parse leaves us unable to find the next one: close. */
+        send_reject(c, h.reject, 1);
+        return;
+    }
+    int reject = start_request(c, &h);
+    hs__buf_consume(&c->plain_in, (size_t)n);
+    if (reject != HS_REJECT_NONE) {
+        /* The body of a refused request would be read as the next head: keep the connection
+         * only when there is none. */
+        int has_body = h.chunked || h.content_length > 0;
+        int keep = reject == HS_REJECT_NOT_FOUND && !has_body && (h.minor_version >= 1 ? !h.conn_close : h.conn_keepalive);
+        send_reject(c, reject, !keep);
+        if (keep)
+            c->deadline = c->loop->now_ms + IDLE_MS;
+    }
+}
+
+/* ---- bodies ------------------------------------------------------------------------------ */
+
+/* Moves body bytes from plain_in to the request (or drops them in DRAIN). Returns 1 when the
+ * body is complete, 0 when more is needed or the request's buffer is full, -1 on a framing error
+ * (the connection is closed). Called with r->mu held when r != NULL. */
+static int move_body(hs_conn_t *c, hs_request_t *r, size_t cap)
+{
+    while (r == NULL || hs__buf_pending(&r->body) < cap) {
+        size_t avail = hs__buf_pending(&c->plain_in);
+        const char *p = c->plain_in.base + c->plain_in.off;
+        hs_str_t data = {p, 0};
+        size_t used;
+        int rc;
+        if (c->body_chunked) {
+            rc = hs__chunked_decode(&c->chunked, p, avail, &used, &data);
+            if (rc == HS_ERROR)
+                return -1;
+        } else {
+            used = avail < (uint64_t)c->body_left ? avail : (size_t)c->body_left;
+            data.len = used;
+            c->body_left -= (int64_t)used;
+            rc = c->body_left == 0 ? HS_DONE : (used == avail ? HS_AGAIN : HS_OK);
+        }
+        if (r != NULL && data.len > 0 && hs__buf_append(&r->body, data.base, data.len) != 0)
+            return -1;
+        hs__buf_consume(&c->plain_in, used);
+        if (rc == HS_DONE)
+            return 1;
+        if (rc == HS_AGAIN)
+            return 0;
+    }
+    return 0;
+}
+
+static void read_body(hs_conn_t *c)
+{
+    hs_request_t *r = c->state == HS_CONN_READ_BODY ? c->req : NULL;
+    int done;
+    if (r != NULL) {
+        pthread_mutex_lock(&r->mu);
+        size_t before = hs__buf_pending(&r->body);
+        done = move_body(c, r, c->loop->server->max_body_buffer);
+        if (done == 1)
+            r->body_done = 1;
+        if (r->body_waiting && (done != 0 || hs__buf_pending(&r->body) != before))
+            pthread_cond_signal(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    } else {
+        done = move_body(c, NULL, 0);
+    }
+    if (done < 0) {
+        close_reset(c);
+    } else if (done == 1) {
+        c->state = c->state == HS_CONN_READ_BODY ? HS_CONN_WAIT_APP : HS_CONN_READ_HEAD;
+        if (c->state == HS_CONN_READ_HEAD)
+            c->deadline = c->loop->now_ms + IDLE_MS;
+    }
+}
+
+/* Runs the state machine over whatever plaintext is buffered. */
+static void process(hs_conn_t *c)
+{
+    for (;;) {
+        if (c->closed)
+            return;
+        int before = c->state;
+        size_t avail = hs__buf_pending(&c->plain_in);
+        switch (c->state) {
+        case HS_CONN_READ_HEAD:
+            if (avail == 0)
+                return;
+            read_head(c);
+            if (!c->closed && c->state == HS_CONN_READ_HEAD &&
+                avail == hs__buf_pending(&c->plain_in))
+                return; /* incomplete head, or a 404 answered with nothing left */
+            break;
+        case HS_CONN_READ_BODY:
+        case HS_CONN_DRAIN:
+            read_body(c);
+            if (!c->closed && c->state == before)
+                return;
+            break;
+        default: /* HANDSHAKE, WAIT_APP, CLOSING: nothing to parse now */
+            return;
+        }
+    }
+}
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+/* How much unparsed plaintext we buffer before we stop reading from the socket. */
+static size_t read_limit(hs_conn_t *c)
+{
+    hs_server_t *s = c->loop->server;
+    return s->http_limits.max_request_bytes + s->max_body_buffer;
+}
+
+/* Reads what the socket has. A short read means the socket is drained (edge-triggered epoll
+ * reports the next arrival), which saves the recv() that would return EAGAIN. */
+static int fill(hs_conn_t *c)
+{
+    hs_buf_t *b = c->is_tls ? &c->wire_in : &c->plain_in;
+    for (;;) {
+        if (hs__buf_pending(&c->plain_in) >= read_limit(c)) {
+            c->read_paused = 1;
+            return HS_OK;
+        }
+        if (hs__buf_reserve(b, 16384) != 0)
+            return HS_ERROR;
+        size_t room = b->cap - b->len;
+        ssize_t n = recv(c->fd, b->base + b->len, room, 0);
+        if (n > 0) {
+            b->len += (size_t)n;
+            if ((size_t)n < room)
+                return HS_OK;
+        } else if (n == 0) {
+            c->peer_eof = 1;
+            return HS_OK;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return HS_OK;
+        } else {
+            return HS_ERROR;
+        }
+    }
+}
+
+void hs__conn_on_readable(hs_conn_t *c)
+{
+    if (c->closed)
+        return;
+    c->read_paused = 0;
+    if (fill(c) != HS_OK) {
+        hs__conn_close(c);
+        return;
+    }
+    if (c->lingering) {
+        /* Closing: whatever still arrives is dropped. */
+        hs__buf_consume(&c->wire_in, hs__buf_pending(&c->wire_in));
+        hs__buf_consume(&c->plain_in, hs__buf_pending(&c->plain_in));
+        if (c->peer_eof)
+            hs__conn_close(c);
+        return;
+    }
+    if (c->io->read(c) != HS_OK) {
+        /* A failed handshake: send OpenSSL's alert, then close. */
+        c->keepalive = 0;
+        c->state = HS_CONN_CLOSING;
+        flush(c);
+        if (!c->closed)
+            hs__conn_close(c);
+        return;
+    }
+    if (c->state == HS_CONN_HANDSHAKE && SSL_is_init_finished(c->ssl)) {
+        c->state = HS_CONN_READ_HEAD;
+        c->deadline = c->loop->now_ms + HEADER_WAIT_MS;
+    }
+    process(c);
+    if (c->closed)
+        return;
+    flush(c);
+    /* A client that closed before sending its whole body can never complete it. */
+    if (!c->closed && c->peer_eof && (c->req == NULL || c->state == HS_CONN_READ_BODY))
+        hs__conn_close(c);
+}
+
+void hs__conn_on_writable(hs_conn_t *c)
+{
+    if (c->closed)
+        return;
+    if (c->write_blocked)
+        flush(c);
+    if (!c->closed && !c->write_blocked && c->req != NULL)
+        hs__conn_on_request_update(c);
+}
+
+/* The response is complete: keep the connection for the next request, or close it. */
+static void finish_request(hs_conn_t *c, int close)
+{
+    hs_request_t *r = c->req;
+    c->req = NULL;
+    r->conn = NULL;
+    int body_done = c->state != HS_CONN_READ_BODY;
+    hs__request_release(r);
+    if (close || !c->keepalive || c->peer_eof) {
+        start_closing(c);
+        return;
+    }
+    c->state = body_done ? HS_CONN_READ_HEAD : HS_CONN_DRAIN;
+    c->deadline = c->loop->now_ms + IDLE_MS;
+    process(c);
+    if (!c->closed && c->read_paused)
+        hs__conn_on_readable(c);
+}
+
+/* Takes the response bytes the worker handed over, as many as the socket is ready for. */
+static hs_chunk_t *take_output(hs_conn_t *c, hs_request_t *r)
+{
+    hs_chunk_t *head = NULL, **tail = &head;
+    size_t budget = HS_OUT_LOW > hs__buf_pending(&c->wire_out)
+                        ? HS_OUT_LOW - hs__buf_pending(&c->wire_out)
+                        : 0;
+    while (r->out_head != NULL && (head == NULL || budget > 0)) {
+        hs_chunk_t *k = r->out_head;
+        r->out_head = k->next;
+        if (r->out_head == NULL)
+            r->out_tail = NULL;
+        r->out_bytes -= k->len;
+        budget = budget > k->len ? budget - k->len : 0;
+        k->next = NULL;
+        *tail = k;
+        tail = &k->next;
+    }
+    if (r->out_waiting && r->out_bytes <= HS_OUT_LOW)
+        pthread_cond_signal(&r->cv);
+    return head;
+}
+
+void hs__conn_on_request_update(hs_conn_t *c)
+{
+    hs_request_t *r = c->req;
+    if (c->closed || r == NULL)
+        return;
+    if (c->state == HS_CONN_READ_BODY) {
+        read_body(c); /* the worker may have made room */
+        if (c->closed)
+            return;
+        if (c->read_paused)
+            hs__conn_on_readable(c);
+        if (c->closed || c->req != r)
+            return;
+    }
+    if (c->write_blocked)
+        return; /* on_writable calls again once the socket drains */
+    pthread_mutex_lock(&r->mu);
+    int abort = r->resp_abort, reject = r->resp_reject;
+    hs_chunk_t *out = (abort || reject) ? NULL : take_output(c, r);
+    int final = r->resp_final && r->out_head == NULL, close = r->resp_close;
+    pthread_mutex_unlock(&r->mu);
+    if (abort) {
+        close_reset(c);
+        return;
+    }
+    if (reject) {
+        int body_pending = c->state == HS_CONN_READ_BODY;
+        drop_request(c);
+        send_reject(c, reject, body_pending || !c->keepalive || reject != HS_REJECT_INTERNAL);
+        if (!c->closed && c->state != HS_CONN_CLOSING) {
+            c->state = HS_CONN_READ_HEAD;
+            c->deadline = c->loop->now_ms + IDLE_MS;
+            flush(c);
+            process(c);
+        }
+        return;
+    }
+    int failed = 0;
+    for (hs_chunk_t *k = out, *next; k != NULL; k = next) {
+        next = k->next;
+        if (!failed && c->io->write(c, k->data, k->len) != HS_OK)
+            failed = 1;
+        free(k);
+    }
+    if (failed) {
+        hs__conn_close(c);
+        return;
+    }
+    if (final)
+        finish_request(c, close);
+    if (!c->closed)
+        flush(c);
+}

@@ -1,0 +1,123 @@
+/*
+ * The environ block: HS_ENV_FIXED values in the order httpsys.h lists them, then key/value pairs
+ * (CONTENT_TYPE, CONTENT_LENGTH, HTTP_*, HTTPS, SSL_*). Header names become HTTP_ names here, in
+ * C, and repeated headers are joined with ", " (RFC 9110 5.3), so Python does no per-header work.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "environ.h"
+#include "httpsys.h"
+
+typedef struct out {
+    char *p;
+    size_t len;
+} out_t;
+
+static void put(out_t *o, const char *s, size_t n)
+{
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void put_z(out_t *o, const char *s, size_t n)
+{
+    put(o, s, n);
+    o->p[o->len++] = '\0';
+}
+
+static void put_cstr(out_t *o, const char *s)
+{
+    put_z(o, s, strlen(s));
+}
+
+static void put_int(out_t *o, int v)
+{
+    char b[16];
+    int n = snprintf(b, sizeof(b), "%d", v);
+    put_z(o, b, (size_t)n);
+}
+
+/* "User-Agent" -> "HTTP_USER_AGENT". */
+static void put_cgi_name(out_t *o, hs_str_t name)
+{
+    put(o, "HTTP_", 5);
+    for (size_t i = 0; i < name.len; i++) {
+        char ch = name.base[i];
+        o->p[o->len++] = ch == '-' ? '_' : (ch >= 'a' && ch <= 'z') ? (char)(ch - 32) : ch;
+    }
+    o->p[o->len++] = '\0';
+}
+
+/* Headers with '_' in their name are dropped: after the '-' to '_' mapping they could pose as
+ * another header (nginx and gunicorn drop them too). "Proxy" is dropped against httpoxy. */
+static int skip_header(hs_str_t name)
+{
+    return memchr(name.base, '_', name.len) != NULL || hs__str_ieq(name, "proxy", 5);
+}
+
+static void put_headers(out_t *o, const hs_http1_request_t *h)
+{
+    for (size_t i = 0; i < h->num_headers; i++) {
+        hs_str_t name = h->headers[i].name;
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = hs__str_ieq(h->headers[j].name, name.base, name.len);
+        if (seen || skip_header(name))
+            continue;
+        if (hs__str_ieq(name, "content-length", 14))
+            put_z(o, "CONTENT_LENGTH", 14);
+        else if (hs__str_ieq(name, "content-type", 12))
+            put_z(o, "CONTENT_TYPE", 12);
+        else
+            put_cgi_name(o, name);
+        put(o, h->headers[i].value.base, h->headers[i].value.len);
+        for (size_t j = i + 1; j < h->num_headers; j++) {
+            if (!hs__str_ieq(h->headers[j].name, name.base, name.len))
+                continue;
+            put(o, ", ", 2);
+            put(o, h->headers[j].value.base, h->headers[j].value.len);
+        }
+        o->p[o->len++] = '\0';
+    }
+}
+
+static size_t upper_bound(const hs_environ_src_t *src)
+{
+    const hs_http1_request_t *h = src->req;
+    size_t n = 1024 + h->method.len + 2 * h->target.len + 2 * src->path.len + src->query.len +
+               src->server_name.len;
+    for (size_t i = 0; i < h->num_headers; i++)
+        n += h->headers[i].name.len + h->headers[i].value.len + 8;
+    return n;
+}
+
+char *hs__environ_build(const hs_environ_src_t *src, size_t *len)
+{
+    const hs_http1_request_t *h = src->req;
+    out_t o = {malloc(upper_bound(src)), 0};
+    if (o.p == NULL)
+        return NULL;
+    put_z(&o, h->method.base, h->method.len);
+    put_z(&o, src->path.base, src->script_len);
+    put_z(&o, src->path.base + src->script_len, src->path.len - src->script_len);
+    put_z(&o, src->query.base, src->query.len);
+    put_cstr(&o, h->minor_version == 0 ? "HTTP/1.0" : "HTTP/1.1");
+    put_cstr(&o, src->remote_ip);
+    put_int(&o, src->remote_port);
+    put_z(&o, src->server_name.base, src->server_name.len);
+    put_int(&o, src->local_port);
+    put_z(&o, h->target.base, h->target.len);
+    put_cstr(&o, src->tls ? "https" : "http");
+    put_headers(&o, h);
+    if (src->tls) {
+        put_cstr(&o, "HTTPS");
+        put_cstr(&o, "on");
+        put_cstr(&o, "SSL_PROTOCOL");
+        put_cstr(&o, src->tls_version);
+        put_cstr(&o, "SSL_CIPHER");
+        put_cstr(&o, src->tls_cipher);
+    }
+    *len = o.len;
+    return o.p;
+}

@@ -1,0 +1,123 @@
+/*
+ * The only header Python sees (through csrc/httpsys.cdef, kept in the same order).
+ * Opaque handles, fixed-number enums and functions that take plain bytes. OpenSSL types, epoll
+ * fds and internal structs stay inside the core.
+ */
+#ifndef HTTPSYS_H
+#define HTTPSYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HS_VERSION "0.1.0"
+
+typedef struct hs_server hs_server_t;
+typedef struct hs_queue hs_queue_t;
+typedef struct hs_request hs_request_t;
+
+/* Result codes of the public API (Win32 error numbers where HTTP.sys has one). */
+enum hs_result {
+    HS_RESULT_OK = 0,
+    HS_RESULT_ACCESS_DENIED = 5,
+    HS_RESULT_INVALID_PARAMETER = 87,
+    HS_RESULT_ALREADY_EXISTS = 183,
+    HS_RESULT_NOT_FOUND = 1168,
+    HS_RESULT_TIMEOUT = 1460,
+    HS_RESULT_SHUTDOWN = 1236,       /* ERROR_CONNECTION_ABORTED: queue or server closed */
+    HS_RESULT_CONNECTION_GONE = 1229, /* ERROR_CONNECTION_INVALID: the client went away */
+    HS_RESULT_SYSTEM = 1359          /* ERROR_INTERNAL_ERROR: see the error text */
+};
+
+/* Server-wide limits (reference section 3.1), settable before start(). */
+enum hs_limit {
+    HS_LIMIT_MAX_FIELD_LENGTH = 1,
+    HS_LIMIT_MAX_REQUEST_BYTES = 2,
+    HS_LIMIT_URL_SEGMENT_MAX_LENGTH = 3,
+    HS_LIMIT_URL_SEGMENT_MAX_COUNT = 4,
+    HS_LIMIT_MAX_BODY_BUFFER = 5
+};
+
+/* Flags of a binding (sslcert options the core acts on). */
+enum hs_binding_flags {
+    HS_BINDING_DISABLE_TLS12 = 1,
+    HS_BINDING_DISABLE_TLS13 = 2,
+    HS_BINDING_NO_SESSION_TICKETS = 4,
+    HS_BINDING_REJECT = 8
+};
+
+/* Flags of hs_request_respond / hs_request_write. */
+enum hs_send_flags {
+    HS_SEND_FINAL = 1,      /* this is the end of the response; the request handle is released */
+    HS_SEND_DISCONNECT = 2  /* close the connection after the response */
+};
+
+/* What a worker receives with a request. environ is one block of NUL-terminated strings: first
+ * HS_ENV_FIXED values in a fixed order, then key/value pairs ready for a WSGI environ. */
+typedef struct hs_request_info {
+    hs_request_t *req;
+    const char *environ;
+    size_t environ_len;
+    int64_t content_length; /* -1: no Content-Length (chunked, or no body) */
+    int has_body;           /* a body follows (Content-Length > 0 or chunked) */
+    int http_minor;         /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+    int head_request;       /* the method is HEAD: a body must not be sent */
+} hs_request_info_t;
+
+/* Number of fixed values at the start of the environ block: REQUEST_METHOD, SCRIPT_NAME,
+ * PATH_INFO, QUERY_STRING, SERVER_PROTOCOL, REMOTE_ADDR, REMOTE_PORT, SERVER_NAME,
+ * SERVER_PORT, RAW_URI, the url scheme. */
+#define HS_ENV_FIXED 11
+
+/* Server lifecycle. err receives a message on failure. */
+const char *hs_version(void);
+hs_server_t *hs_server_new(int io_threads, char *err, size_t errlen);
+int hs_server_set_limit(hs_server_t *s, int limit, uint64_t value);
+int hs_server_start(hs_server_t *s, char *err, size_t errlen);
+void hs_server_stop(hs_server_t *s);
+void hs_server_free(hs_server_t *s);
+
+/* Bindings: ip is "0.0.0.0" for the wildcard. cert_pem is the chain, leaf first. */
+int hs_server_set_sslcert(hs_server_t *s, const char *ip, int port, const char *cert_pem,
+                          size_t cert_len, const char *key_pem, size_t key_len, int flags,
+                          char *err, size_t errlen);
+int hs_server_delete_sslcert(hs_server_t *s, const char *ip, int port);
+
+/* Listening sockets, refcounted per ip:port: each listen needs one unlisten. */
+int hs_server_listen(hs_server_t *s, const char *ip, int port, int tls, char *err, size_t errlen);
+int hs_server_unlisten(hs_server_t *s, const char *ip, int port);
+
+/* Request queues and URL registrations. */
+hs_queue_t *hs_queue_new(hs_server_t *s, uint32_t limit);
+void hs_queue_shutdown(hs_queue_t *q);
+void hs_queue_release(hs_queue_t *q);
+uint32_t hs_queue_length(hs_queue_t *q);
+int hs_server_add_url(hs_server_t *s, const char *prefix, size_t len, hs_queue_t *q);
+int hs_server_remove_url(hs_server_t *s, const char *prefix, size_t len);
+
+/* Workers. receive blocks (the GIL is released around it) until a request, the timeout, or
+ * shutdown. */
+int hs_queue_receive(hs_queue_t *q, int timeout_ms, hs_request_info_t *info);
+long hs_request_read_body(hs_request_t *r, char *buf, size_t len, int timeout_ms);
+int hs_request_respond(hs_request_t *r, const char *head, size_t head_len, int64_t content_length,
+                       const char *body, size_t body_len, int flags);
+int hs_request_write(hs_request_t *r, const char *body, size_t body_len, int flags);
+void hs_request_abort(hs_request_t *r);
+void hs_request_fail(hs_request_t *r, int reject);
+
+/* The status table, for Python's enum views and the test that every reject has a row. */
+int hs_reject_count(void);
+int hs_reject_status(int reject, int *status, int *substatus, const char **reason,
+                     const char **httperr);
+
+/* Test entry points for the pure units (no sockets). Each writes its result into out as
+ * NUL-terminated fields and returns HS_OK (0), HS_AGAIN (-2) or the reject code (> 0). */
+int hs_test_parse_request(const char *buf, size_t len, size_t max_field, size_t max_request,
+                          char *out, size_t outcap, size_t *outlen, size_t *consumed);
+int hs_test_chunked_decode(const char *buf, size_t len, size_t step, char *out, size_t outcap,
+                           size_t *outlen, size_t *consumed);
+int hs_test_url_canonicalize(const char *path, size_t len, size_t seg_max_len,
+                             size_t seg_max_count, char *out, size_t outcap, size_t *outlen);
+int hs_test_route(const char *prefixes, size_t prefixes_len, const char *host, const char *local_ip,
+                  int port, const char *path, int *index, size_t *path_len);
+
+#endif

@@ -1,0 +1,427 @@
+/*
+ * Request queues and the worker side of a request: receive, read the body, respond.
+ *
+ * The I/O thread pushes routed requests; workers pull them with a blocking receive (cffi releases
+ * the GIL around it). The queue's condition variable is signalled only when a worker waits, so
+ * under load a push costs one uncontended lock. Workers never touch a connection: they change
+ * the request under its mutex and post it to its loop, which wakes only if it is parked.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "httpsys.h"
+#include "loop.h"
+#include "queue.h"
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+hs_request_t *hs__request_new(hs_loop_t *loop, struct hs_conn *conn)
+{
+    hs_request_t *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    atomic_init(&r->refs, 1);
+    r->loop = loop;
+    r->conn = conn;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    return r;
+}
+
+void hs__request_ref(hs_request_t *r)
+{
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+}
+
+void hs__request_release(hs_request_t *r)
+{
+    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (hs_chunk_t *k = r->out_head, *next; k != NULL; k = next) {
+        next = k->next;
+        free(k);
+    }
+    hs__buf_free(&r->body);
+    free(r->env);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+/* Waits on the request's condition variable; returns ETIMEDOUT when the deadline passed. */
+static int wait_request(hs_request_t *r, int timeout_ms)
+{
+    if (timeout_ms < 0)
+        return pthread_cond_wait(&r->cv, &r->mu);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+}
+
+long hs_request_read_body(hs_request_t *r, char *buf, size_t len, int timeout_ms)
+{
+    long n = 0;
+    int post = 0;
+    pthread_mutex_lock(&r->mu);
+    for (;;) {
+        size_t avail = hs__buf_pending(&r->body);
+        if (avail > 0 && len > 0) {
+            size_t take = avail < len ? avail : len;
+            memcpy(buf, r->body.base + r->body.off, take);
+            hs__buf_consume(&r->body, take);
+            n = (long)take;
+            /* The I/O thread stops reading when the buffer is full; tell it there is room. */
+            post = !r->body_done;
+            break;
+        }
+        if (r->body_done || len == 0)
+            break;
+        if (r->gone) {
+            n = -HS_RESULT_CONNECTION_GONE;
+            break;
+        }
+        r->body_waiting = 1;
+        int rc = wait_request(r, timeout_ms);
+        r->body_waiting = 0;
+        if (rc == ETIMEDOUT && hs__buf_pending(&r->body) == 0 && !r->body_done && !r->gone) {
+            n = -HS_RESULT_TIMEOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (post)
+        hs__loop_post(r->loop, r);
+    return n;
+}
+
+/* The Date header of worker responses, formatted once a second per thread. */
+static const char *http_date(void)
+{
+    static __thread time_t cached;
+    static __thread char buf[40];
+    time_t now = time(NULL);
+    if (now != cached) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached = now;
+    }
+    return buf;
+}
+
+static hs_chunk_t *chunk_new(size_t cap)
+{
+    hs_chunk_t *k = malloc(sizeof(*k) + cap);
+    if (k != NULL) {
+        k->next = NULL;
+        k->len = 0;
+    }
+    return k;
+}
+
+static void chunk_put(hs_chunk_t *k, const void *p, size_t n)
+{
+    memcpy(k->data + k->len, p, n);
+    k->len += n;
+}
+
+/* Appends body bytes to k, framed as one chunk when the response is chunked. */
+static void chunk_put_body(hs_request_t *r, hs_chunk_t *k, const char *body, size_t len, int final)
+{
+    if (r->head_request)
+        return;
+    if (r->resp_chunked && len > 0) {
+        char size[24];
+        int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+        chunk_put(k, size, (size_t)n);
+        chunk_put(k, body, len);
+        chunk_put(k, "\r\n", 2);
+    } else {
+        chunk_put(k, body, len);
+    }
+    if (final && r->resp_chunked)
+        chunk_put(k, "0\r\n\r\n", 5);
+}
+
+static int status_has_body(const char *head, size_t len)
+{
+    int code = 0;
+    for (size_t i = 0; i < len && i < 3 && head[i] >= '0' && head[i] <= '9'; i++)
+        code = code * 10 + (head[i] - '0');
+    return !(code < 200 || code == 204 || code == 304);
+}
+
+/* Frames the response (reference 2.5: Content-Length, chunked, or close-delimited for HTTP/1.0
+ * clients) and writes the head into k. Called with r->mu held. */
+static void put_head(hs_request_t *r, hs_chunk_t *k, const char *head, size_t head_len,
+                     int64_t content_length, size_t body_len, int flags)
+{
+    char extra[160];
+    size_t n = 0;
+    int close = (flags & HS_SEND_DISCONNECT) || !r->want_keepalive;
+    if (!status_has_body(head, head_len)) {
+        /* 1xx, 204 and 304 carry no body and no framing. */
+    } else if (content_length >= 0) {
+        /* The application's Content-Length header is in head already. */
+    } else if (flags & HS_SEND_FINAL) {
+        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "Content-Length: %zu\r\n", body_len);
+    } else if (r->http_minor >= 1) {
+        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "Transfer-Encoding: chunked\r\n");
+        r->resp_chunked = 1;
+    } else {
+        close = 1; /* an HTTP/1.0 client reads to the end of the connection */
+    }
+    if (close)
+        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "Connection: close\r\n");
+    else if (r->http_minor == 0)
+        n += (size_t)snprintf(extra + n, sizeof(extra) - n, "Connection: keep-alive\r\n");
+    r->resp_close = close;
+    chunk_put(k, r->http_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ", 9);
+    chunk_put(k, head, head_len);
+    chunk_put(k, extra, n);
+    chunk_put(k, "Date: ", 6);
+    const char *date = http_date();
+    chunk_put(k, date, strlen(date));
+    chunk_put(k, "\r\n\r\n", 4);
+}
+
+/* Hands k to the I/O thread and, for a final send, gives up the worker's reference. Blocks
+ * while more than HS_OUT_HIGH bytes wait for a slow client. */
+static int hand_over(hs_request_t *r, hs_chunk_t *k, int final)
+{
+    int rc = HS_RESULT_OK;
+    if (r->out_tail)
+        r->out_tail->next = k;
+    else
+        r->out_head = k;
+    r->out_tail = k;
+    r->out_bytes += k->len;
+    if (final)
+        r->resp_final = 1;
+    pthread_mutex_unlock(&r->mu);
+    hs__loop_post(r->loop, r);
+    if (final) {
+        hs__request_release(r);
+        return rc;
+    }
+    pthread_mutex_lock(&r->mu);
+    while (r->out_bytes > HS_OUT_HIGH && !r->gone) {
+        r->out_waiting = 1;
+        pthread_cond_wait(&r->cv, &r->mu);
+        r->out_waiting = 0;
+    }
+    if (r->gone)
+        rc = HS_RESULT_CONNECTION_GONE;
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+int hs_request_respond(hs_request_t *r, const char *head, size_t head_len, int64_t content_length,
+                       const char *body, size_t body_len, int flags)
+{
+    hs_chunk_t *k = chunk_new(head_len + 256 + body_len + 32);
+    if (k == NULL)
+        return HS_RESULT_SYSTEM;
+    pthread_mutex_lock(&r->mu);
+    if (r->resp_started || r->resp_final) {
+        pthread_mutex_unlock(&r->mu);
+        free(k);
+        return HS_RESULT_INVALID_PARAMETER;
+    }
+    if (r->gone && !(flags & HS_SEND_FINAL)) {
+        pthread_mutex_unlock(&r->mu);
+        free(k);
+        return HS_RESULT_CONNECTION_GONE;
+    }
+    r->resp_started = 1;
+    put_head(r, k, head, head_len, content_length, body_len, flags);
+    chunk_put_body(r, k, body, body_len, flags & HS_SEND_FINAL);
+    return hand_over(r, k, flags & HS_SEND_FINAL);
+}
+
+int hs_request_write(hs_request_t *r, const char *body, size_t body_len, int flags)
+{
+    hs_chunk_t *k = chunk_new(body_len + 32);
+    if (k == NULL)
+        return HS_RESULT_SYSTEM;
+    pthread_mutex_lock(&r->mu);
+    if (!r->resp_started || r->resp_final) {
+        pthread_mutex_unlock(&r->mu);
+        free(k);
+        return HS_RESULT_INVALID_PARAMETER;
+    }
+    if (r->gone && !(flags & HS_SEND_FINAL)) {
+        pthread_mutex_unlock(&r->mu);
+        free(k);
+        return HS_RESULT_CONNECTION_GONE;
+    }
+    if (flags & HS_SEND_DISCONNECT)
+        r->resp_close = 1;
+    chunk_put_body(r, k, body, body_len, flags & HS_SEND_FINAL);
+    return hand_over(r, k, flags & HS_SEND_FINAL);
+}
+
+/* Ends the worker's part without a normal response: reject > 0 asks the core for that canned
+ * answer (only before the head went out), otherwise the connection is reset. */
+static void finish_abnormally(hs_request_t *r, int reject)
+{
+    pthread_mutex_lock(&r->mu);
+    if (!r->resp_final) {
+        if (reject > 0 && !r->resp_started)
+            r->resp_reject = reject;
+        else
+            r->resp_abort = 1;
+        r->resp_final = 1;
+    }
+    pthread_mutex_unlock(&r->mu);
+    hs__loop_post(r->loop, r);
+    hs__request_release(r);
+}
+
+void hs_request_abort(hs_request_t *r)
+{
+    finish_abnormally(r, 0);
+}
+
+void hs_request_fail(hs_request_t *r, int reject)
+{
+    finish_abnormally(r, reject > 0 && reject < HS_REJECT_COUNT ? reject : HS_REJECT_INTERNAL);
+}
+
+/* ---- queues ------------------------------------------------------------------------------ */
+
+hs_queue_t *hs_queue_new(hs_server_t *s, uint32_t limit)
+{
+    HS_UNUSED(s);
+    hs_queue_t *q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        return NULL;
+    atomic_init(&q->refs, 1);
+    q->limit = limit ? limit : 1000;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    return q;
+}
+
+void hs__queue_ref(hs_queue_t *q)
+{
+    atomic_fetch_add_explicit(&q->refs, 1, memory_order_relaxed);
+}
+
+void hs_queue_release(hs_queue_t *q)
+{
+    if (q == NULL || atomic_fetch_sub_explicit(&q->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    hs_queue_shutdown(q);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q);
+}
+
+uint32_t hs_queue_length(hs_queue_t *q)
+{
+    pthread_mutex_lock(&q->mu);
+    uint32_t n = q->len;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+int hs__queue_push(hs_queue_t *q, hs_request_t *r)
+{
+    int reject = HS_REJECT_NONE;
+    pthread_mutex_lock(&q->mu);
+    if (q->shutdown) {
+        reject = HS_REJECT_APP_OFFLINE;
+    } else if (q->len >= q->limit) {
+        reject = HS_REJECT_QUEUE_FULL;
+    } else {
+        hs__request_ref(r); /* the worker's reference, given up by its final send */
+        r->qnext = NULL;
+        if (q->tail)
+            q->tail->qnext = r;
+        else
+            q->head = r;
+        q->tail = r;
+        q->len++;
+        if (q->waiters > 0)
+            pthread_cond_signal(&q->cv);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return reject;
+}
+
+/* Stops the queue: waiting workers return HS_RESULT_SHUTDOWN and requests still queued are
+ * answered 503 by the core (HTTPERR AppOffline). */
+void hs_queue_shutdown(hs_queue_t *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->shutdown = 1;
+    hs_request_t *pending = q->head;
+    q->head = q->tail = NULL;
+    q->len = 0;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    while (pending != NULL) {
+        hs_request_t *next = pending->qnext;
+        hs_request_fail(pending, HS_REJECT_APP_OFFLINE);
+        pending = next;
+    }
+}
+
+static int wait_queue(hs_queue_t *q, const struct timespec *deadline)
+{
+    if (deadline == NULL)
+        return pthread_cond_wait(&q->cv, &q->mu);
+    return pthread_cond_timedwait(&q->cv, &q->mu, deadline);
+}
+
+int hs_queue_receive(hs_queue_t *q, int timeout_ms, hs_request_info_t *info)
+{
+    struct timespec ts, *deadline = NULL;
+    if (timeout_ms >= 0) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        deadline = &ts;
+    }
+    pthread_mutex_lock(&q->mu);
+    while (q->head == NULL && !q->shutdown) {
+        q->waiters++;
+        int rc = wait_queue(q, deadline);
+        q->waiters--;
+        if (rc == ETIMEDOUT && q->head == NULL) {
+            pthread_mutex_unlock(&q->mu);
+            return HS_RESULT_TIMEOUT;
+        }
+    }
+    hs_request_t *r = q->head;
+    if (r == NULL) {
+        pthread_mutex_unlock(&q->mu);
+        return HS_RESULT_SHUTDOWN;
+    }
+    q->head = r->qnext;
+    if (q->head == NULL)
+        q->tail = NULL;
+    q->len--;
+    pthread_mutex_unlock(&q->mu);
+    info->req = r;
+    info->environ = r->env;
+    info->environ_len = r->env_len;
+    info->content_length = r->content_length;
+    info->has_body = r->has_body;
+    info->http_minor = r->http_minor;
+    info->head_request = r->head_request;
+    return HS_RESULT_OK;
+}

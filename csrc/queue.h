@@ -1,0 +1,85 @@
+/*
+ * Request queues (HTTP.sys request queues) and the requests that travel through them.
+ *
+ * A request is shared by its connection's I/O thread and one worker, so it is refcounted and its
+ * mutable state sits under its own mutex: the I/O thread appends body bytes and takes response
+ * bytes; the worker takes body bytes and appends response bytes. Whoever changes something the
+ * other side waits for either signals the request's condition variable (worker waiting) or posts
+ * the request to its loop (I/O thread).
+ */
+#ifndef HS_QUEUE_H
+#define HS_QUEUE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "buf.h"
+#include "hs_internal.h"
+
+struct hs_loop;
+struct hs_conn;
+struct hs_server;
+
+typedef struct hs_queue {
+    atomic_int refs;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct hs_request *head, *tail;
+    uint32_t len, limit;
+    int waiters;
+    int shutdown;
+} hs_queue_t;
+
+typedef struct hs_chunk {
+    struct hs_chunk *next;
+    size_t len;
+    char data[];
+} hs_chunk_t;
+
+typedef struct hs_request {
+    atomic_int refs;
+    struct hs_loop *loop;
+    struct hs_conn *conn;     /* I/O thread only; NULL once the connection is gone */
+    struct hs_request *qnext; /* queue link (queue mutex) */
+    struct hs_request *post_next; /* loop's posted list (loop mutex) */
+    int posted;                   /* on the loop's posted list (loop mutex) */
+
+    char *env; /* the environ block handed to the worker */
+    size_t env_len;
+    int64_t content_length;
+    int has_body;
+    int http_minor;
+    int head_request;
+    int want_keepalive; /* what the request asked for (worker reads it to frame the response) */
+
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t cv;
+    hs_buf_t body;      /* received, not yet read by the worker */
+    int body_done;      /* the whole body has arrived */
+    int body_waiting;   /* a worker waits for body bytes */
+    hs_chunk_t *out_head, *out_tail; /* response bytes the worker handed over */
+    size_t out_bytes;
+    int out_waiting;    /* a worker waits for out_bytes to fall */
+    int resp_started;   /* the head was handed over */
+    int resp_final;     /* the last bytes were handed over */
+    int resp_close;     /* close the connection after the response */
+    int resp_chunked;   /* body framed with the chunked coding */
+    int resp_abort;     /* the worker aborted: reset the connection */
+    int resp_reject;    /* the worker asked the core to answer with this reject instead */
+    int gone;           /* the connection closed: worker calls fail */
+} hs_request_t;
+
+/* High and low watermarks (bytes) of the response data a worker may queue ahead of the socket,
+ * and of the request body the I/O thread buffers ahead of the worker. */
+#define HS_OUT_HIGH (1u << 20)
+#define HS_OUT_LOW (256u << 10)
+
+hs_request_t *hs__request_new(struct hs_loop *loop, struct hs_conn *conn);
+void hs__request_ref(hs_request_t *r);
+void hs__request_release(hs_request_t *r);
+
+/* I/O thread: enqueue; returns HS_REJECT_NONE or the reject (QUEUE_FULL, APP_OFFLINE). */
+int hs__queue_push(hs_queue_t *q, hs_request_t *r);
+void hs__queue_ref(hs_queue_t *q);
+
+#endif

@@ -1,0 +1,338 @@
+/*
+ * hs_server_*: the public entry points. A server owns its I/O threads (loops), the binding
+ * table, the URL-prefix table and the listening sockets. Configuration calls come from Python
+ * threads at any time; the I/O threads read the same tables under short mutex holds.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "httpsys.h"
+#include "queue.h"
+#include "server.h"
+#include "tls.h"
+
+#define DEFAULT_MAX_BODY_BUFFER (1u << 20)
+
+const char *hs_version(void)
+{
+    return HS_VERSION;
+}
+
+hs_server_t *hs_server_new(int io_threads, char *err, size_t errlen)
+{
+    if (io_threads < 1 || io_threads > 256) {
+        snprintf(err, errlen, "io_threads must be between 1 and 256, not %d", io_threads);
+        return NULL;
+    }
+    hs_server_t *s = calloc(1, sizeof(*s));
+    hs_loop_t *loops = calloc((size_t)io_threads, sizeof(*loops));
+    if (s == NULL || loops == NULL) {
+        free(s);
+        free(loops);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->loops = loops;
+    s->http_limits = (hs_http1_limits_t){16384, 16384};
+    s->url_limits = (hs_url_limits_t){260, 255};
+    s->max_body_buffer = DEFAULT_MAX_BODY_BUFFER;
+    hs__bindings_init(&s->bindings);
+    pthread_mutex_init(&s->cfg_lock, NULL);
+    s->routes = hs__route_new();
+    for (int i = 0; i < io_threads; i++) {
+        if (hs__loop_init(&s->loops[i], s, i, err, errlen) != 0 || s->routes == NULL) {
+            s->n_loops = i + 1;
+            hs_server_free(s);
+            return NULL;
+        }
+    }
+    s->n_loops = io_threads;
+    return s;
+}
+
+int hs_server_set_limit(hs_server_t *s, int limit, uint64_t value)
+{
+    switch (limit) {
+    case HS_LIMIT_MAX_FIELD_LENGTH:
+        if (value < 64 || value > 65534)
+            return HS_RESULT_INVALID_PARAMETER;
+        s->http_limits.max_field_length = value;
+        break;
+    case HS_LIMIT_MAX_REQUEST_BYTES:
+        if (value < 256 || value > 16777216)
+            return HS_RESULT_INVALID_PARAMETER;
+        s->http_limits.max_request_bytes = value;
+        break;
+    case HS_LIMIT_URL_SEGMENT_MAX_LENGTH:
+        if (value > 32766)
+            return HS_RESULT_INVALID_PARAMETER;
+        s->url_limits.segment_max_length = value;
+        break;
+    case HS_LIMIT_URL_SEGMENT_MAX_COUNT:
+        if (value > 16383)
+            return HS_RESULT_INVALID_PARAMETER;
+        s->url_limits.segment_max_count = value;
+        break;
+    case HS_LIMIT_MAX_BODY_BUFFER:
+        if (value < 4096 || value > (1u << 30))
+            return HS_RESULT_INVALID_PARAMETER;
+        s->max_body_buffer = value;
+        break;
+    default:
+        return HS_RESULT_INVALID_PARAMETER;
+    }
+    /* Reference 3.1: if MaxRequestBytes < MaxFieldLength, MaxFieldLength is adjusted down. */
+    if (s->http_limits.max_request_bytes < s->http_limits.max_field_length)
+        s->http_limits.max_field_length = s->http_limits.max_request_bytes;
+    return HS_RESULT_OK;
+}
+
+int hs_server_start(hs_server_t *s, char *err, size_t errlen)
+{
+    if (s->started)
+        return HS_RESULT_OK;
+    for (int i = 0; i < s->n_loops; i++) {
+        if (hs__loop_start(&s->loops[i]) != 0) {
+            snprintf(err, errlen, "cannot start I/O thread: %s", strerror(errno));
+            hs_server_stop(s);
+            return HS_RESULT_SYSTEM;
+        }
+    }
+    s->started = 1;
+    return HS_RESULT_OK;
+}
+
+void hs_server_stop(hs_server_t *s)
+{
+    for (int i = 0; i < s->n_loops; i++)
+        hs__loop_stop(&s->loops[i]);
+    s->started = 0;
+}
+
+void hs_server_free(hs_server_t *s)
+{
+    if (s == NULL)
+        return;
+    hs_server_stop(s);
+    for (int i = 0; i < s->n_loops; i++)
+        hs__loop_destroy(&s->loops[i]);
+    while (s->listeners != NULL) {
+        hs_listener_t *li = s->listeners;
+        s->listeners = li->next;
+        free(li->fds);
+        free(li);
+    }
+    hs__route_free(s->routes);
+    hs__bindings_destroy(&s->bindings);
+    pthread_mutex_destroy(&s->cfg_lock);
+    free(s->loops);
+    free(s);
+}
+
+/* ---- bindings ---------------------------------------------------------------------------- */
+
+static int valid_ip(const char *ip)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, ip, buf) == 1 || inet_pton(AF_INET6, ip, buf) == 1;
+}
+
+int hs_server_set_sslcert(hs_server_t *s, const char *ip, int port, const char *cert_pem,
+                          size_t cert_len, const char *key_pem, size_t key_len, int flags,
+                          char *err, size_t errlen)
+{
+    if (!valid_ip(ip) || port < 1 || port > 65535) {
+        snprintf(err, errlen, "ipport: %s:%d is not a valid IP address and port", ip, port);
+        return HS_RESULT_INVALID_PARAMETER;
+    }
+    /* Built here, on the caller's thread, once per binding change (never per connection). */
+    SSL_CTX *ctx = hs__tls_ctx_new(cert_pem, cert_len, key_pem, key_len, flags, err, errlen);
+    if (ctx == NULL)
+        return HS_RESULT_INVALID_PARAMETER;
+    if (hs__bindings_set(&s->bindings, ip, port, ctx, flags) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return HS_RESULT_SYSTEM;
+    }
+    return HS_RESULT_OK;
+}
+
+int hs_server_delete_sslcert(hs_server_t *s, const char *ip, int port)
+{
+    return hs__bindings_delete(&s->bindings, ip, port) == 0 ? HS_RESULT_OK : HS_RESULT_NOT_FOUND;
+}
+
+/* ---- listening sockets ------------------------------------------------------------------- */
+
+static int open_listen_socket(const char *ip, int port, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, ip, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        sl = sizeof(*a4);
+    } else if (inet_pton(AF_INET6, ip, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        sl = sizeof(*a6);
+    } else {
+        snprintf(err, errlen, "%s is not an IP address", ip);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1, defer = 1;
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* Wake us only when the first bytes (the ClientHello) arrive, saving a turn of the loop. */
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 4096) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", ip, port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static hs_listener_t *find_listener(hs_server_t *s, const char *ip, int port)
+{
+    for (hs_listener_t *li = s->listeners; li != NULL; li = li->next)
+        if (li->port == port && strcmp(li->ip, ip) == 0)
+            return li;
+    return NULL;
+}
+
+static int make_listener(hs_server_t *s, const char *ip, int port, int tls, char *err,
+                         size_t errlen)
+{
+    hs_listener_t *li = calloc(1, sizeof(*li));
+    int *fds = calloc((size_t)s->n_loops, sizeof(int));
+    if (li == NULL || fds == NULL) {
+        free(li);
+        free(fds);
+        snprintf(err, errlen, "out of memory");
+        return HS_RESULT_SYSTEM;
+    }
+    /* One SO_REUSEPORT socket per I/O thread: the kernel spreads connections among them. */
+    for (int i = 0; i < s->n_loops; i++) {
+        fds[i] = open_listen_socket(ip, port, err, errlen);
+        if (fds[i] < 0) {
+            while (i-- > 0)
+                close(fds[i]);
+            free(fds);
+            free(li);
+            return HS_RESULT_SYSTEM;
+        }
+    }
+    for (int i = 0; i < s->n_loops; i++)
+        hs__loop_add_listener(&s->loops[i], fds[i], tls);
+    snprintf(li->ip, sizeof(li->ip), "%s", ip);
+    li->port = port;
+    li->tls = tls;
+    li->refs = 1;
+    li->fds = fds;
+    li->next = s->listeners;
+    s->listeners = li;
+    return HS_RESULT_OK;
+}
+
+int hs_server_listen(hs_server_t *s, const char *ip, int port, int tls, char *err, size_t errlen)
+{
+    if (port < 1 || port > 65535) {
+        snprintf(err, errlen, "port %d is out of range", port);
+        return HS_RESULT_INVALID_PARAMETER;
+    }
+    pthread_mutex_lock(&s->cfg_lock);
+    int rc = HS_RESULT_OK;
+    hs_listener_t *li = find_listener(s, ip, port);
+    if (li != NULL && li->tls != (tls != 0)) {
+        snprintf(err, errlen, "HTTP and HTTPS cannot be supported on the same port (%d)", port);
+        rc = HS_RESULT_INVALID_PARAMETER;
+    } else if (li != NULL) {
+        li->refs++;
+    } else {
+        rc = make_listener(s, ip, port, tls != 0, err, errlen);
+    }
+    pthread_mutex_unlock(&s->cfg_lock);
+    return rc;
+}
+
+int hs_server_unlisten(hs_server_t *s, const char *ip, int port)
+{
+    pthread_mutex_lock(&s->cfg_lock);
+    hs_listener_t **pp = &s->listeners;
+    while (*pp != NULL && ((*pp)->port != port || strcmp((*pp)->ip, ip) != 0))
+        pp = &(*pp)->next;
+    hs_listener_t *li = *pp;
+    if (li == NULL) {
+        pthread_mutex_unlock(&s->cfg_lock);
+        return HS_RESULT_NOT_FOUND;
+    }
+    if (--li->refs == 0) {
+        *pp = li->next;
+        for (int i = 0; i < s->n_loops; i++)
+            hs__loop_close_listener(&s->loops[i], li->fds[i]);
+        free(li->fds);
+        free(li);
+    }
+    pthread_mutex_unlock(&s->cfg_lock);
+    return HS_RESULT_OK;
+}
+
+/* ---- URL registrations ------------------------------------------------------------------- */
+
+int hs_server_add_url(hs_server_t *s, const char *prefix, size_t len, hs_queue_t *q)
+{
+    pthread_mutex_lock(&s->cfg_lock);
+    int rc = hs__route_add(s->routes, (hs_str_t){prefix, len}, q);
+    if (rc == HS_OK)
+        hs__queue_ref(q);
+    pthread_mutex_unlock(&s->cfg_lock);
+    if (rc == -EEXIST)
+        return HS_RESULT_ALREADY_EXISTS;
+    if (rc == -EINVAL)
+        return HS_RESULT_INVALID_PARAMETER;
+    return rc == HS_OK ? HS_RESULT_OK : HS_RESULT_SYSTEM;
+}
+
+int hs_server_remove_url(hs_server_t *s, const char *prefix, size_t len)
+{
+    void *target = NULL;
+    pthread_mutex_lock(&s->cfg_lock);
+    int rc = hs__route_remove(s->routes, (hs_str_t){prefix, len}, &target);
+    pthread_mutex_unlock(&s->cfg_lock);
+    if (rc != HS_OK)
+        return rc == -EINVAL ? HS_RESULT_INVALID_PARAMETER : HS_RESULT_NOT_FOUND;
+    hs_queue_release(target);
+    return HS_RESULT_OK;
+}
+
+int hs__server_route(hs_server_t *s, int is_https, hs_str_t host, int port, hs_str_t local_ip,
+                     hs_str_t path, hs_queue_t **q, size_t *script_len)
+{
+    hs_route_match_t m;
+    pthread_mutex_lock(&s->cfg_lock);
+    int rc = hs__route_lookup(s->routes, is_https, host, (unsigned)port, local_ip, path, &m);
+    if (rc == HS_OK) {
+        *q = m.target;
+        hs__queue_ref(*q);
+        *script_len = m.path_len;
+    }
+    pthread_mutex_unlock(&s->cfg_lock);
+    return rc == HS_OK ? HS_REJECT_NONE : rc;
+}

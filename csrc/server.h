@@ -1,0 +1,41 @@
+#ifndef HS_SERVER_H
+#define HS_SERVER_H
+
+#include <pthread.h>
+
+#include "bindings.h"
+#include "http1.h"
+#include "loop.h"
+#include "route.h"
+#include "url.h"
+
+typedef struct hs_listener {
+    char ip[64];
+    int port;
+    int tls;
+    int refs;
+    int *fds; /* one SO_REUSEPORT socket per loop */
+    struct hs_listener *next;
+} hs_listener_t;
+
+struct hs_server {
+    int n_loops;
+    hs_loop_t *loops;
+    int started;
+
+    hs_bindings_t bindings;
+
+    pthread_mutex_t cfg_lock; /* guards routes and listeners */
+    hs_route_table_t *routes;
+    hs_listener_t *listeners;
+
+    hs_http1_limits_t http_limits;
+    hs_url_limits_t url_limits;
+    size_t max_body_buffer;
+};
+
+/* I/O thread: route a request; on HS_OK returns the queue with a reference taken. */
+int hs__server_route(struct hs_server *s, int is_https, hs_str_t host, int port, hs_str_t local_ip,
+                     hs_str_t path, struct hs_queue **q, size_t *script_len);
+
+#endif

@@ -1,0 +1,283 @@
+/*
+ * TLS: server contexts per binding, and the per-connection glue to OpenSSL.
+ *
+ * Theory of operation
+ * -------------------
+ * The loop owns the socket. It recv()s ciphertext into c->wire_in and send()s c->wire_out; OpenSSL
+ * sees neither the fd nor the kernel, only a BIO of ours whose read callback takes bytes from
+ * wire_in and whose write callback appends to wire_out. So a request costs one recv() and one
+ * send() however many records it spans, OpenSSL never blocks, and SSL_ERROR_WANT_READ simply
+ * means "wire_in is empty". WANT_* is mapped to HS_AGAIN/HS_OK here and nowhere else, and the
+ * error queue is cleared before each SSL call so a stale error never leaks into the next one.
+ *
+ * A context is built once per binding change on the caller's thread (hs__tls_ctx_new), never per
+ * connection. Client-initiated renegotiation is refused (SSL_OP_ALLOW_CLIENT_RENEGOTIATION is
+ * never set).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "conn.h"
+#include "httpsys.h"
+#include "tls.h"
+
+/* Mozilla's "intermediate" profile (server side, version 5.7). */
+static const char tls12_ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
+static const char tls13_suites[] =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+/* Set explicitly: OpenSSL 3.5's default list would negotiate X25519MLKEM768 with clients that
+ * offer it, at about +67 us per handshake (DESIGN.md). */
+static const char groups[] = "X25519:P-256:P-384";
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static int bio_write(BIO *b, const char *data, int len)
+{
+    hs_conn_t *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    if (hs__buf_append(&c->wire_out, data, (size_t)len) != 0)
+        return -1;
+    return len;
+}
+
+static int bio_read(BIO *b, char *out, int len)
+{
+    hs_conn_t *c = BIO_get_data(b);
+    size_t avail = hs__buf_pending(&c->wire_in);
+    BIO_clear_retry_flags(b);
+    if (avail == 0) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t n = avail < (size_t)len ? avail : (size_t)len;
+    memcpy(out, c->wire_in.base + c->wire_in.off, n);
+    hs__buf_consume(&c->wire_in, n);
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    HS_UNUSED(b);
+    HS_UNUSED(num);
+    HS_UNUSED(ptr);
+    /* Writes land in wire_out at once, so there is never anything to flush. */
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void make_bio_method(void)
+{
+    bio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "httpsys conn");
+    BIO_meth_set_write(bio_method, bio_write);
+    BIO_meth_set_read(bio_method, bio_read);
+    BIO_meth_set_ctrl(bio_method, bio_ctrl);
+    BIO_meth_set_create(bio_method, bio_create);
+}
+
+/* Moves the OpenSSL error queue into err so the caller's exception says what went wrong. */
+static void consume_errors(const char *what, char *err, size_t errlen)
+{
+    unsigned long e = ERR_get_error();
+    char detail[256] = "";
+    if (e != 0)
+        ERR_error_string_n(e, detail, sizeof(detail));
+    snprintf(err, errlen, "%s%s%s", what, detail[0] ? ": " : "", detail);
+    ERR_clear_error();
+}
+
+static int load_chain(SSL_CTX *ctx, const char *pem, size_t len, char *err, size_t errlen)
+{
+    BIO *in = BIO_new_mem_buf(pem, (int)len);
+    X509 *x = in ? PEM_read_bio_X509(in, NULL, NULL, NULL) : NULL;
+    if (x == NULL || SSL_CTX_use_certificate(ctx, x) != 1) {
+        X509_free(x);
+        BIO_free(in);
+        consume_errors("cert_chain_pem: no usable PEM certificate", err, errlen);
+        return -1;
+    }
+    X509_free(x);
+    /* The rest of the PEM is the chain, sent as given: with SSL_MODE_NO_AUTO_CHAIN OpenSSL does
+     * not rebuild it on every handshake (about 80 us, DESIGN.md). */
+    while ((x = PEM_read_bio_X509(in, NULL, NULL, NULL)) != NULL) {
+        if (SSL_CTX_add0_chain_cert(ctx, x) != 1) {
+            X509_free(x);
+            BIO_free(in);
+            consume_errors("cert_chain_pem: bad chain certificate", err, errlen);
+            return -1;
+        }
+    }
+    ERR_clear_error(); /* the loop ends on "no start line", which is not an error */
+    BIO_free(in);
+    return 0;
+}
+
+static int load_key(SSL_CTX *ctx, const char *pem, size_t len, char *err, size_t errlen)
+{
+    BIO *in = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *k = in ? PEM_read_bio_PrivateKey(in, NULL, NULL, NULL) : NULL;
+    BIO_free(in);
+    if (k == NULL || SSL_CTX_use_PrivateKey(ctx, k) != 1) {
+        EVP_PKEY_free(k);
+        consume_errors("key_pem: no usable PEM private key", err, errlen);
+        return -1;
+    }
+    EVP_PKEY_free(k);
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        consume_errors("key_pem: the private key does not match the certificate", err, errlen);
+        return -1;
+    }
+    return 0;
+}
+
+static int configure(SSL_CTX *ctx, int flags)
+{
+    int max = (flags & HS_BINDING_DISABLE_TLS13) ? TLS1_2_VERSION : TLS1_3_VERSION;
+    int min = (flags & HS_BINDING_DISABLE_TLS12) ? TLS1_3_VERSION : TLS1_2_VERSION;
+    if (min > max)
+        return -1;
+    if (SSL_CTX_set_min_proto_version(ctx, min) != 1 ||
+        SSL_CTX_set_max_proto_version(ctx, max) != 1 ||
+        SSL_CTX_set_cipher_list(ctx, tls12_ciphers) != 1 ||
+        SSL_CTX_set_ciphersuites(ctx, tls13_suites) != 1 || SSL_CTX_set1_groups_list(ctx, groups) != 1)
+        return -1;
+    SSL_CTX_set_dh_auto(ctx, 1);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION);
+    /* Client-initiated renegotiation stays refused; server-initiated renegotiation (an on-demand
+     * client certificate on TLS 1.2) remains possible. */
+    SSL_CTX_clear_options(ctx, SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_NO_AUTO_CHAIN);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"httpsys", 7);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    if (flags & HS_BINDING_NO_SESSION_TICKETS) {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+    }
+    return 0;
+}
+
+SSL_CTX *hs__tls_ctx_new(const char *cert_pem, size_t cert_len, const char *key_pem,
+                         size_t key_len, int flags, char *err, size_t errlen)
+{
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        consume_errors("SSL_CTX_new failed", err, errlen);
+        return NULL;
+    }
+    if (configure(ctx, flags) != 0) {
+        consume_errors("flags: cannot configure TLS (both TLS 1.2 and 1.3 disabled?)", err, errlen);
+        goto fail;
+    }
+    if (load_chain(ctx, cert_pem, cert_len, err, errlen) != 0 ||
+        load_key(ctx, key_pem, key_len, err, errlen) != 0)
+        goto fail;
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+int hs__tls_attach(hs_conn_t *c, SSL_CTX *ctx)
+{
+    pthread_once(&bio_once, make_bio_method);
+    c->ssl = SSL_new(ctx);
+    c->bio = c->ssl ? BIO_new(bio_method) : NULL;
+    if (c->bio == NULL) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        return -ENOMEM;
+    }
+    BIO_set_data(c->bio, c);
+    /* With the same BIO for both directions SSL_set_bio takes exactly one reference. */
+    SSL_set_bio(c->ssl, c->bio, c->bio);
+    SSL_set_accept_state(c->ssl);
+    return 0;
+}
+
+/* Decrypts into plain_in until OpenSSL wants more ciphertext. */
+int hs__tls_read(hs_conn_t *c)
+{
+    for (;;) {
+        if (hs__buf_reserve(&c->plain_in, 16384) != 0)
+            return HS_ERROR;
+        ERR_clear_error();
+        size_t room = c->plain_in.cap - c->plain_in.len;
+        int n = SSL_read(c->ssl, c->plain_in.base + c->plain_in.len, room > INT32_MAX ? INT32_MAX : (int)room);
+        if (n > 0) {
+            c->plain_in.len += (size_t)n;
+            continue;
+        }
+        switch (SSL_get_error(c->ssl, n)) {
+        case SSL_ERROR_WANT_READ:
+        case SSL_ERROR_WANT_WRITE: /* never happens: our BIO accepts every write */
+            return HS_OK;
+        case SSL_ERROR_ZERO_RETURN:
+            c->peer_eof = 1;
+            return HS_OK;
+        default:
+            ERR_clear_error();
+            return HS_ERROR;
+        }
+    }
+}
+
+int hs__tls_write(hs_conn_t *c, const char *p, size_t n)
+{
+    while (n > 0) {
+        ERR_clear_error();
+        int chunk = n > (1u << 30) ? (1 << 30) : (int)n;
+        int w = SSL_write(c->ssl, p, chunk);
+        if (w <= 0) {
+            ERR_clear_error();
+            return HS_ERROR;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return HS_OK;
+}
+
+void hs__tls_shutdown(hs_conn_t *c)
+{
+    if (c->ssl != NULL && SSL_is_init_finished(c->ssl)) {
+        ERR_clear_error();
+        SSL_shutdown(c->ssl);
+        ERR_clear_error();
+    }
+}
+
+const char *hs__tls_version(hs_conn_t *c)
+{
+    return c->ssl ? SSL_get_version(c->ssl) : "";
+}
+
+const char *hs__tls_cipher(hs_conn_t *c)
+{
+    return c->ssl ? SSL_get_cipher_name(c->ssl) : "";
+}
+
+void hs__tls_free(hs_conn_t *c)
+{
+    if (c->ssl != NULL) {
+        SSL_free(c->ssl); /* also drops the BIO references and the SSL_CTX reference */
+        c->ssl = NULL;
+        c->bio = NULL;
+    }
+}

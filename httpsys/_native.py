@@ -1,0 +1,136 @@
+"""The only module that imports httpsys._core.
+
+It validates arguments before they reach C, turns every result code into an exception, and
+keeps the lifetime of C handles explicit. The rest of the package sees typed wrappers only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._core import ffi, lib
+from .errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    HttpsysError,
+    InvalidParameterError,
+    NotFoundError,
+    SystemError_,
+)
+
+__all__ = ["ffi", "lib", "NativeServer", "NativeQueue", "check", "VERSION"]
+
+VERSION: str = ffi.string(lib.hs_version()).decode()
+
+_ERRORS: dict[int, type[HttpsysError]] = {
+    lib.HS_RESULT_ACCESS_DENIED: AccessDeniedError,
+    lib.HS_RESULT_INVALID_PARAMETER: InvalidParameterError,
+    lib.HS_RESULT_ALREADY_EXISTS: AlreadyExistsError,
+    lib.HS_RESULT_NOT_FOUND: NotFoundError,
+}
+
+
+def check(rc: int, what: str, err: Any = None, param: str | None = None) -> None:
+    """Raises the exception for a non-zero result code, with the C side's message if any."""
+    if rc == lib.HS_RESULT_OK:
+        return
+    detail = ffi.string(err).decode("utf-8", "replace") if err is not None else ""
+    message = f"{what}: {detail}" if detail else what
+    raise _ERRORS.get(rc, SystemError_)(message, param=param)
+
+
+def _errbuf() -> Any:
+    return ffi.new("char[]", 512)
+
+
+class NativeQueue:
+    """A C request queue. Owned by one URL registration of a Server."""
+
+    def __init__(self, server: NativeServer, limit: int) -> None:
+        handle = lib.hs_queue_new(server.handle, limit)
+        if handle == ffi.NULL:
+            raise MemoryError("hs_queue_new")
+        self.handle: Any = handle
+
+    def shutdown(self) -> None:
+        lib.hs_queue_shutdown(self.handle)
+
+    def release(self) -> None:
+        if self.handle is not None:
+            lib.hs_queue_release(self.handle)
+            self.handle = None
+
+    def __len__(self) -> int:
+        return int(lib.hs_queue_length(self.handle))
+
+
+_LIMITS = {
+    "max_field_length": lib.HS_LIMIT_MAX_FIELD_LENGTH,
+    "max_request_bytes": lib.HS_LIMIT_MAX_REQUEST_BYTES,
+    "url_segment_max_length": lib.HS_LIMIT_URL_SEGMENT_MAX_LENGTH,
+    "url_segment_max_count": lib.HS_LIMIT_URL_SEGMENT_MAX_COUNT,
+    "max_body_buffer": lib.HS_LIMIT_MAX_BODY_BUFFER,
+}
+
+
+class NativeServer:
+    """A C server: I/O threads, bindings, URL table, listening sockets."""
+
+    def __init__(self, io_threads: int) -> None:
+        if not isinstance(io_threads, int) or not 1 <= io_threads <= 256:
+            raise InvalidParameterError(f"io_threads must be an int from 1 to 256, not {io_threads!r}",
+                                        param="io_threads")
+        err = _errbuf()
+        handle = lib.hs_server_new(io_threads, err, 512)
+        if handle == ffi.NULL:
+            check(lib.HS_RESULT_SYSTEM, "cannot create the server", err)
+        self.handle: Any = handle
+
+    def set_limit(self, name: str, value: int) -> None:
+        if name not in _LIMITS:
+            raise InvalidParameterError(f"unknown limit {name!r} (known: {', '.join(sorted(_LIMITS))})",
+                                        param=name)
+        if not isinstance(value, int) or value < 0:
+            raise InvalidParameterError(f"limit {name} must be a non-negative int, not {value!r}", param=name)
+        check(lib.hs_server_set_limit(self.handle, _LIMITS[name], value), f"limit {name}={value} is out of range",
+              param=name)
+
+    def start(self) -> None:
+        err = _errbuf()
+        check(lib.hs_server_start(self.handle, err, 512), "cannot start the server", err)
+
+    def free(self) -> None:
+        if self.handle is not None:
+            lib.hs_server_free(self.handle)
+            self.handle = None
+
+    def set_sslcert(self, ip: str, port: int, cert: bytes, key: bytes, flags: int) -> None:
+        err = _errbuf()
+        check(lib.hs_server_set_sslcert(self.handle, ip.encode(), port, cert, len(cert), key, len(key),
+                                        flags, err, 512),
+              f"cannot bind a certificate to {ip}:{port}", err, param="cert_chain_pem")
+
+    def delete_sslcert(self, ip: str, port: int) -> None:
+        check(lib.hs_server_delete_sslcert(self.handle, ip.encode(), port),
+              f"no certificate is bound to {ip}:{port}", param="ipport")
+
+    def listen(self, ip: str, port: int, tls: bool) -> None:
+        err = _errbuf()
+        check(lib.hs_server_listen(self.handle, ip.encode(), port, int(tls), err, 512),
+              f"cannot listen on {ip}:{port}", err, param="url")
+
+    def unlisten(self, ip: str, port: int) -> None:
+        lib.hs_server_unlisten(self.handle, ip.encode(), port)
+
+    def add_url(self, prefix: str, queue: NativeQueue) -> None:
+        raw = prefix.encode("ascii")
+        rc = lib.hs_server_add_url(self.handle, raw, len(raw), queue.handle)
+        if rc == lib.HS_RESULT_ALREADY_EXISTS:
+            raise AlreadyExistsError(f"the url prefix {prefix} is already registered (error 183)", param="url")
+        check(rc, f"cannot register the url prefix {prefix}", param="url")
+
+    def remove_url(self, prefix: str) -> None:
+        raw = prefix.encode("ascii")
+        check(lib.hs_server_remove_url(self.handle, raw, len(raw)),
+              f"the url prefix {prefix} is not registered", param="url")
+

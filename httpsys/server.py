@@ -1,0 +1,215 @@
+"""Server: URL registrations (HTTP.sys URL groups and request queues), bindings, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from . import urlprefix, wsgi
+from ._native import NativeQueue, NativeServer, lib
+from .errors import InvalidParameterError, NotFoundError
+
+log = logging.getLogger("httpsys")
+
+#: HTTP.sys's default request queue length (HttpServerQueueLengthProperty).
+DEFAULT_QUEUE_LIMIT = 1000
+
+_FLAG_NAMES = {
+    "disabletls12": lib.HS_BINDING_DISABLE_TLS12,
+    "disabletls13": lib.HS_BINDING_DISABLE_TLS13,
+    "reject": lib.HS_BINDING_REJECT,
+}
+
+
+@dataclass
+class _Registration:
+    prefix: urlprefix.UrlPrefix
+    app: Any
+    queue: NativeQueue
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+class Server:
+    """An HTTPS listener: a C core serving the WSGI apps registered at URL prefixes.
+
+    >>> srv = Server()
+    >>> srv.set_sslcert("0.0.0.0:8443", chain_pem, key_pem)
+    >>> srv.add_app("https://+:8443/api/", app)
+    >>> srv.start(); srv.serve_forever()
+    """
+
+    def __init__(self, io_threads: int = 1, workers: int | None = None, *,
+                 queue_limit: int = DEFAULT_QUEUE_LIMIT, limits: Mapping[str, int] | None = None,
+                 iplisten: Iterable[str] = ("0.0.0.0",)) -> None:
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if not isinstance(workers, int) or workers < 1:
+            raise InvalidParameterError(f"workers must be a positive int, not {workers!r}", param="workers")
+        if not isinstance(queue_limit, int) or not 1 <= queue_limit <= 65535:
+            raise InvalidParameterError(f"queue_limit must be 1-65535, not {queue_limit!r}", param="queue_limit")
+        self._native = NativeServer(io_threads)
+        self._workers = workers
+        self._queue_limit = queue_limit
+        self._iplisten = [urlprefix.parse_ipport(f"{ip}:1")[0] for ip in iplisten]
+        self._apps: dict[str, _Registration] = {}
+        self._lock = threading.RLock()
+        self._started = False
+        self._closed = threading.Event()
+        for name, value in (limits or {}).items():
+            self._native.set_limit(name, value)
+
+    # ---- certificates ----------------------------------------------------------------------
+
+    def set_sslcert(self, ipport: str, cert_chain_pem: bytes, key_pem: bytes, **options: Any) -> None:
+        """Binds a certificate chain (leaf first) and its key to ``ip:port``; replaces a binding
+        that exists. Live: new connections use it, open ones keep the certificate they have.
+
+        Options the core acts on: ``disabletls12``, ``disabletls13``, ``reject`` (bools) and
+        ``enablesessionticket`` (default True). Raises InvalidParameterError for a malformed
+        ipport, certificate or key.
+        """
+        ip, port = urlprefix.parse_ipport(ipport)
+        flags = 0
+        for name, value in options.items():
+            if name == "enablesessionticket":
+                flags |= 0 if value else lib.HS_BINDING_NO_SESSION_TICKETS
+            elif name in _FLAG_NAMES:
+                flags |= _FLAG_NAMES[name] if value else 0
+            else:
+                raise InvalidParameterError(f"unknown sslcert option {name!r}", param=name)
+        self._native.set_sslcert(ip, port, _as_bytes(cert_chain_pem, "cert_chain_pem"),
+                                 _as_bytes(key_pem, "key_pem"), flags)
+
+    def delete_sslcert(self, ipport: str) -> None:
+        """Removes the binding of ``ip:port``; new handshakes there fail. NotFoundError if none."""
+        ip, port = urlprefix.parse_ipport(ipport)
+        self._native.delete_sslcert(ip, port)
+
+    # ---- applications ----------------------------------------------------------------------
+
+    def add_app(self, url_prefix: str, app: Any) -> None:
+        """Registers a WSGI application at a UrlPrefix such as ``https://+:8443/api/``.
+
+        Opens the prefix's port on the iplisten addresses if it is not open yet. Raises
+        InvalidParameterError for a malformed prefix and AlreadyExistsError (183) when it is
+        already registered.
+        """
+        prefix = urlprefix.parse(url_prefix)
+        with self._lock:
+            queue = NativeQueue(self._native, self._queue_limit)
+            try:
+                self._native.add_url(str(prefix), queue)
+            except BaseException:
+                queue.release()
+                raise
+            try:
+                self._listen(prefix)
+            except BaseException:
+                self._native.remove_url(str(prefix))
+                queue.shutdown()
+                queue.release()
+                raise
+            reg = _Registration(prefix, app, queue)
+            self._apps[_key(prefix)] = reg
+            if self._started:
+                self._start_workers(reg)
+
+    def remove_app(self, url_prefix: str) -> None:
+        """Unregisters a prefix. Requests still queued for it get 503 from the core."""
+        prefix = urlprefix.parse(url_prefix)
+        with self._lock:
+            reg = self._apps.pop(_key(prefix), None)
+            if reg is None:
+                raise NotFoundError(f"the url prefix {url_prefix} is not registered", param="url")
+        self._unregister(reg)
+
+    def _listen(self, prefix: urlprefix.UrlPrefix) -> None:
+        done: list[str] = []
+        try:
+            for ip in self._iplisten:
+                self._native.listen(ip, prefix.port, prefix.tls)
+                done.append(ip)
+        except BaseException:
+            for ip in done:
+                self._native.unlisten(ip, prefix.port)
+            raise
+
+    def _unregister(self, reg: _Registration) -> None:
+        self._native.remove_url(str(reg.prefix))
+        reg.queue.shutdown()
+        for t in reg.threads:
+            t.join()
+        reg.queue.release()
+        for ip in self._iplisten:
+            self._native.unlisten(ip, reg.prefix.port)
+
+    def _start_workers(self, reg: _Registration) -> None:
+        for i in range(self._workers):
+            t = threading.Thread(target=wsgi.worker, args=(reg.queue.handle, reg.app),
+                                 name=f"httpsys-worker-{reg.prefix}-{i}", daemon=True)
+            t.start()
+            reg.threads.append(t)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Starts the I/O threads and workers; returns once the registered ports listen."""
+        with self._lock:
+            if self._started:
+                return
+            if self._closed.is_set():
+                raise InvalidParameterError("the server is closed", param="server")
+            self._native.start()
+            self._started = True
+            for reg in self._apps.values():
+                self._start_workers(reg)
+
+    def serve_forever(self) -> None:
+        """Starts if needed and blocks until close() (or Ctrl-C, which closes)."""
+        self.start()
+        try:
+            while not self._closed.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            self.close()
+
+    def close(self) -> None:
+        """Stops serving: unregisters every prefix, joins the workers, stops the I/O threads."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            regs = list(self._apps.values())
+            self._apps.clear()
+        for reg in regs:
+            self._unregister(reg)
+        self._native.free()
+        self._closed.set()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def prefixes(self) -> list[str]:
+        with self._lock:
+            return [str(r.prefix) for r in self._apps.values()]
+
+
+def _key(prefix: urlprefix.UrlPrefix) -> str:
+    return str(prefix).lower()
+
+
+def _as_bytes(value: Any, name: str) -> bytes:
+    if isinstance(value, str):
+        value = value.encode("ascii")
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise InvalidParameterError(f"{name} must be PEM bytes, not {type(value).__name__}", param=name)
+    return bytes(value)
