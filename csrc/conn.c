@@ -331,8 +331,12 @@ static int start_request(hs_conn_t *c, const hs_http1_request_t *h)
     c->body_left = h->chunked ? -1 : (h->content_length > 0 ? h->content_length : 0);
     memset(&c->chunked, 0, sizeof(c->chunked));
     c->req = r;
-    reject = hs__queue_push(rt.queue, r);
-    hs_queue_release(rt.queue);
+    int need_signal;
+    reject = hs__queue_push(rt.queue, r, &need_signal);
+    if (need_signal)
+        hs__loop_defer_signal(c->loop, rt.queue); /* takes over our queue reference */
+    else
+        hs_queue_release(rt.queue);
     if (reject != HS_REJECT_NONE) {
         c->req = NULL;
         r->conn = NULL;

@@ -5,8 +5,8 @@
  * Each call re-parses the whole head, as picohttpparser does, so the parser keeps no state
  * between calls and can run on any thread. A call works in two passes:
  *
- *   1. The length pass walks the lines looking for the empty line that ends the head and applies
- *      the size limits (request line, each header line, whole head). It resumes at the start of
+ *   1. The length pass walks the lines looking for the empty line that ends the head, applies
+ *      the size limits (request line, each header line, whole head) and refuses bare CRs. It resumes at the start of
  *      the line that was incomplete at last_len, so a client that trickles bytes in does not make
  *      the server rescan the head from the start on every read. It is also the only pass that runs
  *      on an incomplete head, which keeps the outcome of a byte-at-a-time feed equal to the
@@ -107,11 +107,37 @@ static size_t resume_point(const char *buf, size_t skip, size_t last_len)
 }
 
 /*
+ * Judges one line of the length pass (a complete line, or the incomplete last one) for the two
+ * faults that can be seen before the head is complete:
+ *   - RFC 9112 2.2: "A recipient of such a bare CR MUST consider that element to be invalid or
+ *     replace each bare CR with SP"; HTTP.sys refuses it (HTTPERR Invalid_CR/LF).
+ *   - MaxFieldLength bounds the request line (414 Request URL Too Long, HTTPERR URL_Length) and
+ *     each header line (400 Request Too Long, HTTPERR FieldLength).
+ * When a line has both, the fault a byte-at-a-time reader meets first wins, so that a trickled
+ * head gets the same answer as one read: a bare CR at j shows with the byte after it (prefix
+ * j + 2), the excess length with byte s + max_field + 1. (If that byte is a CR, it is itself the
+ * bare CR at j = s + max_field, and the length still shows first.)
+ */
+static int check_line(const char *buf, size_t s, size_t end, int request_line, size_t max_field)
+{
+    const char *cr = memchr(buf + s, '\r', end - s);
+    size_t too_long_at = 0;
+
+    if (end - s > max_field)
+        too_long_at = s + max_field + 1;
+    if (cr != NULL && (too_long_at == 0 || (size_t)(cr - buf) + 2 < too_long_at))
+        return HS_REJECT_INVALID_CRLF;
+    if (too_long_at != 0)
+        return request_line ? HS_REJECT_URL_TOO_LONG : HS_REJECT_FIELD_LENGTH;
+    return HS_REJECT_NONE;
+}
+
+/*
  * The length pass. Returns the head length (bytes through the empty line), HS_AGAIN, or HS_ERROR.
- * Only buf[0..max_request_bytes] is looked at, which makes the first limit hit on a growing
+ * Only buf[0..max_request_bytes] is looked at, which makes the first fault found on a growing
  * prefix the same one a single call on the whole input reports. A line's length excludes its
- * terminator; a CR at the very end of an incomplete line is not counted because it may turn out to
- * be half of a CRLF.
+ * terminator; a CR at the very end of an incomplete line is left out of the line because it may
+ * turn out to be half of a CRLF.
  */
 static int scan_head(const char *buf, size_t len, size_t last_len, size_t skip,
                      const hs_http1_limits_t *lim, hs_http1_request_t *req)
@@ -126,13 +152,13 @@ static int scan_head(const char *buf, size_t len, size_t last_len, size_t skip,
         const char *nl = memchr(buf + s, '\n', scan_len - s);
         size_t e = nl != NULL ? (size_t)(nl - buf) : scan_len;
         size_t end = e;
+        int rc;
 
         if (end > s && buf[end - 1] == '\r')
             end--;
-        /* MaxFieldLength bounds the request line (414 Request URL Too Long, HTTPERR URL_Length)
-         * and each header line (400 Request Too Long, HTTPERR FieldLength). */
-        if (end - s > lim->max_field_length)
-            return fail(req, s == skip ? HS_REJECT_URL_TOO_LONG : HS_REJECT_FIELD_LENGTH);
+        rc = check_line(buf, s, end, s == skip, lim->max_field_length);
+        if (rc != HS_REJECT_NONE)
+            return fail(req, rc);
         if (nl == NULL)
             break;
         if (end == s && s != skip) {
@@ -434,9 +460,8 @@ static size_t line_end(const char *buf, size_t s, size_t head_len, size_t *next)
 }
 
 /*
- * The syntax pass over a complete head buf[skip..head_len). RFC 9112 2.2: "A recipient of such a
- * bare CR MUST consider that element to be invalid or replace each bare CR with SP"; HTTP.sys
- * rejects it (HTTPERR Invalid_CR/LF), so a CR anywhere but before an LF fails the request.
+ * The syntax pass over a complete head buf[skip..head_len). The length pass has already refused
+ * bare CRs and over-long lines, so every line here ends in LF or CRLF and holds no other CR.
  */
 static int parse_head(const char *buf, size_t skip, size_t head_len, hs_http1_request_t *req)
 {
@@ -450,8 +475,6 @@ static int parse_head(const char *buf, size_t skip, size_t head_len, hs_http1_re
 
         if (end == s && s != skip)
             break;
-        if (memchr(buf + s, '\r', end - s) != NULL)
-            return HS_REJECT_INVALID_CRLF;
         if (s == skip)
             rc = parse_request_line(buf + s, end - s, req);
         else

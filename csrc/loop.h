@@ -40,6 +40,8 @@ typedef struct hs_loop {
     hs_listen_sock_t *socks;       /* owned listening sockets (loop thread only) */
     struct hs_conn *conns;         /* open connections (loop thread only) */
     size_t n_conns;
+    struct hs_queue **signals;     /* queues to wake a worker on after this batch */
+    size_t n_signals, cap_signals;
     struct hs_conn *dead;          /* closed connections, freed after the current batch */
     uint64_t now_ms;               /* CLOCK_MONOTONIC in ms, read once per iteration */
     char date[64];                 /* cached IMF-fixdate for the current second */
@@ -56,6 +58,10 @@ void hs__loop_post(hs_loop_t *l, struct hs_request *r);
 /* From any thread: hand a listening socket to the loop, or ask it to close one. */
 void hs__loop_add_listener(hs_loop_t *l, int fd, int tls);
 void hs__loop_close_listener(hs_loop_t *l, int fd);
+
+/* Loop thread: wake a worker of q once the current batch of events is done; takes over a
+ * reference to q. */
+void hs__loop_defer_signal(hs_loop_t *l, struct hs_queue *q);
 
 /* The Date header value for now (loop thread only). */
 const char *hs__loop_date(hs_loop_t *l);

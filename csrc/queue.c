@@ -334,9 +334,10 @@ uint32_t hs_queue_length(hs_queue_t *q)
     return n;
 }
 
-int hs__queue_push(hs_queue_t *q, hs_request_t *r)
+int hs__queue_push(hs_queue_t *q, hs_request_t *r, int *need_signal)
 {
     int reject = HS_REJECT_NONE;
+    *need_signal = 0;
     pthread_mutex_lock(&q->mu);
     if (q->shutdown) {
         reject = HS_REJECT_APP_OFFLINE;
@@ -351,11 +352,24 @@ int hs__queue_push(hs_queue_t *q, hs_request_t *r)
             q->head = r;
         q->tail = r;
         q->len++;
-        if (q->waiters > 0)
-            pthread_cond_signal(&q->cv);
+        if (q->waiters > 0 && !q->signal_pending) {
+            q->signal_pending = 1;
+            *need_signal = 1;
+        }
     }
     pthread_mutex_unlock(&q->mu);
     return reject;
+}
+
+void hs__queue_signal(hs_queue_t *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->signal_pending = 0;
+    /* One waiting worker per queued request, so several workers can share a batch. */
+    uint32_t n = q->len < (uint32_t)q->waiters ? q->len : (uint32_t)q->waiters;
+    for (uint32_t i = 0; i < n; i++)
+        pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
 }
 
 /* Stops the queue: waiting workers return HS_RESULT_SHUTDOWN and requests still queued are

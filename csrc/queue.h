@@ -27,6 +27,7 @@ typedef struct hs_queue {
     struct hs_request *head, *tail;
     uint32_t len, limit;
     int waiters;
+    int signal_pending; /* a loop will wake a worker at the end of its batch */
     int shutdown;
 } hs_queue_t;
 
@@ -78,8 +79,12 @@ hs_request_t *hs__request_new(struct hs_loop *loop, struct hs_conn *conn);
 void hs__request_ref(hs_request_t *r);
 void hs__request_release(hs_request_t *r);
 
-/* I/O thread: enqueue; returns HS_REJECT_NONE or the reject (QUEUE_FULL, APP_OFFLINE). */
-int hs__queue_push(hs_queue_t *q, hs_request_t *r);
+/* I/O thread: enqueue; returns HS_REJECT_NONE or the reject (QUEUE_FULL, APP_OFFLINE). When
+ * *need_signal is set the caller must call hs__queue_signal() once it has finished its batch of
+ * events: waking a worker per request would have the worker preempt the I/O thread for every
+ * single request on a shared core. */
+int hs__queue_push(hs_queue_t *q, hs_request_t *r, int *need_signal);
+void hs__queue_signal(hs_queue_t *q);
 void hs__queue_ref(hs_queue_t *q);
 
 #endif

@@ -582,11 +582,26 @@ static hs_str_t class_host(int cls, hs_str_t host, hs_str_t local_ip)
     return (hs_str_t){NULL, 0};
 }
 
+/* IP-bound registrations store IPv6 literals bracketed. A local address given bare ("::1", as
+ * inet_ntop writes it) is bracketed into buf so that both spellings match. */
+static hs_str_t bracket_ipv6(hs_str_t ip, char *buf, size_t cap)
+{
+    if (ip.len == 0 || ip.base[0] == '[' || memchr(ip.base, ':', ip.len) == NULL ||
+        ip.len + 2 > cap)
+        return ip;
+    buf[0] = '[';
+    memcpy(buf + 1, ip.base, ip.len);
+    buf[ip.len + 1] = ']';
+    return (hs_str_t){buf, ip.len + 2};
+}
+
 int hs__route_lookup(const hs_route_table_t *t, int is_https, hs_str_t host, unsigned port,
                      hs_str_t local_ip, hs_str_t path, hs_route_match_t *m)
 {
+    char ipbuf[INET6_ADDRSTRLEN + 2];
     int accepted = 0;
 
+    local_ip = bracket_ipv6(local_ip, ipbuf, sizeof(ipbuf));
     m->target = NULL;
     m->path_len = 0;
     if (port == 0 || port > 65535)
