@@ -1,6 +1,6 @@
 /*
- * The environ block: HS_ENV_FIXED values in the order httpsys.h lists them, then key/value pairs
- * (CONTENT_TYPE, CONTENT_LENGTH, HTTP_*, HTTPS, SSL_*). Header names become HTTP_ names here, in
+ * The environ block: key/value pairs, the HS_ENV_FIXED fixed ones first in the order httpsys.h
+ * lists them, then CONTENT_TYPE, CONTENT_LENGTH, HTTP_*, HTTPS, SSL_*. Header names become HTTP_ names here, in
  * C, and repeated headers are joined with ", " (RFC 9110 5.3), so Python does no per-header work.
  */
 #include <stdio.h>
@@ -30,6 +30,8 @@ static void put_cstr(out_t *o, const char *s)
 {
     put_z(o, s, strlen(s));
 }
+
+#define put_key(o, k) put_z((o), (k), sizeof(k) - 1)
 
 static void put_int(out_t *o, int v)
 {
@@ -85,7 +87,7 @@ static void put_headers(out_t *o, const hs_http1_request_t *h)
 static size_t upper_bound(const hs_environ_src_t *src)
 {
     const hs_http1_request_t *h = src->req;
-    size_t n = 1024 + h->method.len + 2 * h->target.len + 2 * src->path.len + src->query.len +
+    size_t n = 1280 + h->method.len + 2 * h->target.len + 2 * src->path.len + src->query.len +
                src->server_name.len;
     for (size_t i = 0; i < h->num_headers; i++)
         n += h->headers[i].name.len + h->headers[i].value.len + 8;
@@ -98,16 +100,27 @@ char *hs__environ_build(const hs_environ_src_t *src, size_t *len)
     out_t o = {malloc(upper_bound(src)), 0};
     if (o.p == NULL)
         return NULL;
+    put_key(&o, "REQUEST_METHOD");
     put_z(&o, h->method.base, h->method.len);
+    put_key(&o, "SCRIPT_NAME");
     put_z(&o, src->path.base, src->script_len);
+    put_key(&o, "PATH_INFO");
     put_z(&o, src->path.base + src->script_len, src->path.len - src->script_len);
+    put_key(&o, "QUERY_STRING");
     put_z(&o, src->query.base, src->query.len);
+    put_key(&o, "SERVER_PROTOCOL");
     put_cstr(&o, h->minor_version == 0 ? "HTTP/1.0" : "HTTP/1.1");
+    put_key(&o, "REMOTE_ADDR");
     put_cstr(&o, src->remote_ip);
+    put_key(&o, "REMOTE_PORT");
     put_int(&o, src->remote_port);
+    put_key(&o, "SERVER_NAME");
     put_z(&o, src->server_name.base, src->server_name.len);
+    put_key(&o, "SERVER_PORT");
     put_int(&o, src->local_port);
+    put_key(&o, "RAW_URI");
     put_z(&o, h->target.base, h->target.len);
+    put_key(&o, "wsgi.url_scheme");
     put_cstr(&o, src->tls ? "https" : "http");
     put_headers(&o, h);
     if (src->tls) {

@@ -51,8 +51,9 @@ enum hs_send_flags {
     HS_SEND_DISCONNECT = 2  /* close the connection after the response */
 };
 
-/* What a worker receives with a request. environ is one block of NUL-terminated strings: first
- * HS_ENV_FIXED values in a fixed order, then key/value pairs ready for a WSGI environ. */
+/* What a worker receives with a request. environ is one block of NUL-terminated strings,
+ * key/value pairs ready for a WSGI environ: first HS_ENV_FIXED pairs in a fixed order, then the
+ * headers (as HTTP_*, CONTENT_TYPE, CONTENT_LENGTH) and the TLS facts. */
 typedef struct hs_request_info {
     hs_request_t *req;
     const char *environ;
@@ -63,9 +64,9 @@ typedef struct hs_request_info {
     int head_request;       /* the method is HEAD: a body must not be sent */
 } hs_request_info_t;
 
-/* Number of fixed values at the start of the environ block: REQUEST_METHOD, SCRIPT_NAME,
+/* Number of fixed pairs at the start of the environ block: REQUEST_METHOD, SCRIPT_NAME,
  * PATH_INFO, QUERY_STRING, SERVER_PROTOCOL, REMOTE_ADDR, REMOTE_PORT, SERVER_NAME,
- * SERVER_PORT, RAW_URI, the url scheme. */
+ * SERVER_PORT, RAW_URI, wsgi.url_scheme. */
 #define HS_ENV_FIXED 11
 
 /* Server lifecycle. err receives a message on failure. */

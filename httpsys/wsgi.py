@@ -19,7 +19,6 @@ log = logging.getLogger("httpsys")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-_FIXED = lib.HS_ENV_FIXED
 _FINAL = lib.HS_SEND_FINAL
 _OK = lib.HS_RESULT_OK
 _GONE = lib.HS_RESULT_CONNECTION_GONE
@@ -124,14 +123,11 @@ class Input:
 
 
 def build_environ(block: bytes, base: dict[str, Any]) -> dict[str, Any]:
-    """Builds a WSGI environ from the C environ block (see HS_ENV_FIXED in csrc/httpsys.h)."""
-    parts = block.decode("latin-1").split("\0")
-    pairs = parts[_FIXED:-1]
-    environ = dict(base)
-    environ.update(zip(pairs[0::2], pairs[1::2]))
-    (environ["REQUEST_METHOD"], environ["SCRIPT_NAME"], environ["PATH_INFO"], environ["QUERY_STRING"],
-     environ["SERVER_PROTOCOL"], environ["REMOTE_ADDR"], environ["REMOTE_PORT"], environ["SERVER_NAME"],
-     environ["SERVER_PORT"], environ["RAW_URI"], environ["wsgi.url_scheme"]) = parts[:_FIXED]
+    """Builds a WSGI environ from the C environ block: NUL-separated key/value pairs (the
+    HS_ENV_FIXED fixed ones first, see csrc/httpsys.h), split in one pass."""
+    parts = iter(block.decode("latin-1").split("\0"))
+    environ = dict(zip(parts, parts))
+    environ.update(base)
     return environ
 
 

@@ -1,0 +1,25 @@
+"""The demo application: a page that shows what the connection negotiated."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterable
+from typing import Any
+
+_KEYS = ("SERVER_PROTOCOL", "SSL_PROTOCOL", "SSL_CIPHER", "SERVER_NAME", "SERVER_PORT",
+         "REMOTE_ADDR", "REMOTE_PORT", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "HTTP_USER_AGENT")
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(environ.get(k, '')))}</td></tr>" for k in _KEYS)
+    client = environ.get("SSL_CLIENT_VERIFY", "NONE (no client certificate)")
+    body = (
+        "<!DOCTYPE html><html><head><title>httpsys demo</title></head><body>"
+        "<h1>httpsys is serving this page</h1>"
+        "<p>TLS, HTTP parsing and routing ran in the C core; this page came from a WSGI app.</p>"
+        f"<table>{rows}<tr><th>client certificate</th><td>{html.escape(client)}</td></tr></table>"
+        "</body></html>"
+    ).encode()
+    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
