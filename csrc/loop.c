@@ -217,13 +217,13 @@ static void run_commands(hs_loop_t *l)
     l->add_socks = NULL;
     for (hs_request_t *r = posted; r != NULL; r = r->post_next)
         r->posted = 0;
-    size_t n_close = l->n_close_fds;
+    size_t n_close = l->n_close_fds < 64 ? l->n_close_fds : 64;
     int closing[64];
-    if (n_close > 64)
-        n_close = 64;
-    memcpy(closing, l->close_fds, n_close * sizeof(int));
-    memmove(l->close_fds, l->close_fds + n_close, (l->n_close_fds - n_close) * sizeof(int));
-    l->n_close_fds -= n_close;
+    if (n_close > 0) {
+        memcpy(closing, l->close_fds, n_close * sizeof(int));
+        memmove(l->close_fds, l->close_fds + n_close, (l->n_close_fds - n_close) * sizeof(int));
+        l->n_close_fds -= n_close;
+    }
     pthread_mutex_unlock(&l->lock);
 
     while (adds != NULL) {
