@@ -6,11 +6,12 @@
  * between calls and can run on any thread. A call works in two passes:
  *
  *   1. The length pass walks the lines looking for the empty line that ends the head, applies
- *      the size limits (request line, each header line, whole head) and refuses bare CRs. It resumes at the start of
- *      the line that was incomplete at last_len, so a client that trickles bytes in does not make
- *      the server rescan the head from the start on every read. It is also the only pass that runs
- *      on an incomplete head, which keeps the outcome of a byte-at-a-time feed equal to the
- *      outcome of a single call on the whole input.
+ *      the size limits (request line, each header line, whole head) and refuses bare CRs. It
+ *      resumes at the start of the line that was incomplete at last_len, so a client that
+ *      trickles bytes in does not make the server rescan the head from the start on every read.
+ *      It is also the only pass that runs on an incomplete head, and it reports the fault a
+ *      byte-at-a-time reader would meet first, which keeps the outcome of a trickled head equal
+ *      to the outcome of a single call on the whole input.
  *   2. The syntax pass runs once the head is complete: request line, header fields, and the
  *      framing facts (Content-Length, Transfer-Encoding, Host, Connection, Expect).
  *
@@ -115,8 +116,8 @@ static size_t resume_point(const char *buf, size_t skip, size_t last_len)
  *     each header line (400 Request Too Long, HTTPERR FieldLength).
  * When a line has both, the fault a byte-at-a-time reader meets first wins, so that a trickled
  * head gets the same answer as one read: a bare CR at j shows with the byte after it (prefix
- * j + 2), the excess length with byte s + max_field + 1. (If that byte is a CR, it is itself the
- * bare CR at j = s + max_field, and the length still shows first.)
+ * j + 2), the excess length with byte s + max_field + 1. (If that byte is a CR, both faults show
+ * together with the byte after it, and the length is the one reported.)
  */
 static int check_line(const char *buf, size_t s, size_t end, int request_line, size_t max_field)
 {
