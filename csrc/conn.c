@@ -417,7 +417,7 @@ static int move_body(hs_conn_t *c, hs_request_t *r, size_t cap)
 static void read_body(hs_conn_t *c)
 {
     hs_request_t *r = c->state == HS_CONN_READ_BODY ? c->req : NULL;
-    int done;
+    int done, started = 1;
     if (r != NULL) {
         pthread_mutex_lock(&r->mu);
         size_t before = hs__buf_pending(&r->body);
@@ -426,12 +426,18 @@ static void read_body(hs_conn_t *c)
             r->body_done = 1;
         if (r->body_waiting && (done != 0 || hs__buf_pending(&r->body) != before))
             pthread_cond_signal(&r->cv);
+        started = r->resp_started;
         pthread_mutex_unlock(&r->mu);
     } else {
         done = move_body(c, NULL, 0);
     }
     if (done < 0) {
-        close_reset(c);
+        /* Bad chunk framing: answer 400 if the app has not started its response (its calls
+         * fail from now on), otherwise the only honest signal left is a reset. */
+        if (started)
+            close_reset(c);
+        else
+            send_reject(c, c->chunked.reject ? c->chunked.reject : HS_REJECT_BAD_REQUEST, 1);
     } else if (done == 1) {
         c->state = c->state == HS_CONN_READ_BODY ? HS_CONN_WAIT_APP : HS_CONN_READ_HEAD;
         if (c->state == HS_CONN_READ_HEAD)
@@ -478,7 +484,9 @@ static size_t read_limit(hs_conn_t *c)
 }
 
 /* Reads what the socket has. A short read means the socket is drained (edge-triggered epoll
- * reports the next arrival), which saves the recv() that would return EAGAIN. */
+ * reports the next arrival), which saves the recv() that would return EAGAIN; except when epoll
+ * already reported the peer's FIN: it may sit right behind the data, and no new edge would
+ * announce it. */
 static int fill(hs_conn_t *c)
 {
     hs_buf_t *b = c->is_tls ? &c->wire_in : &c->plain_in;
@@ -493,7 +501,7 @@ static int fill(hs_conn_t *c)
         ssize_t n = recv(c->fd, b->base + b->len, room, 0);
         if (n > 0) {
             b->len += (size_t)n;
-            if ((size_t)n < room)
+            if ((size_t)n < room && !c->hup)
                 return HS_OK;
         } else if (n == 0) {
             c->peer_eof = 1;

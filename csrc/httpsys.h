@@ -83,6 +83,9 @@ int hs_server_set_sslcert(hs_server_t *s, const char *ip, int port, const char *
                           char *err, size_t errlen);
 int hs_server_delete_sslcert(hs_server_t *s, const char *ip, int port);
 
+/* Open client connections over all I/O threads (servicestate). */
+uint32_t hs_server_connections(hs_server_t *s);
+
 /* Listening sockets, refcounted per ip:port: each listen needs one unlisten. */
 int hs_server_listen(hs_server_t *s, const char *ip, int port, int tls, char *err, size_t errlen);
 int hs_server_unlisten(hs_server_t *s, const char *ip, int port);

@@ -279,6 +279,8 @@ static void dispatch(hs_loop_t *l, struct epoll_event *ev)
     int kind = *(int *)ev->data.ptr;
     if (kind == HS_EV_CONN) {
         hs_conn_t *c = ev->data.ptr;
+        if (ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            c->hup = 1; /* read to the end: the EOF came with the data, no later edge follows */
         if (ev->events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             hs__conn_on_readable(c);
         if (ev->events & EPOLLOUT)

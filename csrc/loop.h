@@ -39,7 +39,7 @@ typedef struct hs_loop {
 
     hs_listen_sock_t *socks;       /* owned listening sockets (loop thread only) */
     struct hs_conn *conns;         /* open connections (loop thread only) */
-    size_t n_conns;
+    atomic_size_t n_conns;         /* written by this thread, read by servicestate */
     struct hs_queue **signals;     /* queues to wake a worker on after this batch */
     size_t n_signals, cap_signals;
     struct hs_conn *dead;          /* closed connections, freed after the current batch */

@@ -168,6 +168,14 @@ int hs_server_delete_sslcert(hs_server_t *s, const char *ip, int port)
     return hs__bindings_delete(&s->bindings, ip, port) == 0 ? HS_RESULT_OK : HS_RESULT_NOT_FOUND;
 }
 
+uint32_t hs_server_connections(hs_server_t *s)
+{
+    size_t n = 0;
+    for (int i = 0; i < s->n_loops; i++)
+        n += atomic_load_explicit(&s->loops[i].n_conns, memory_order_relaxed);
+    return (uint32_t)n;
+}
+
 /* ---- listening sockets ------------------------------------------------------------------- */
 
 static int open_listen_socket(const char *ip, int port, char *err, size_t errlen)

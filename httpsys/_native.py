@@ -114,6 +114,9 @@ class NativeServer:
         check(lib.hs_server_delete_sslcert(self.handle, ip.encode(), port),
               f"no certificate is bound to {ip}:{port}", param="ipport")
 
+    def connections(self) -> int:
+        return int(lib.hs_server_connections(self.handle)) if self.handle is not None else 0
+
     def listen(self, ip: str, port: int, tls: bool) -> None:
         err = _errbuf()
         check(lib.hs_server_listen(self.handle, ip.encode(), port, int(tls), err, 512),

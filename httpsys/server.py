@@ -198,6 +198,11 @@ class Server:
         self.close()
 
     @property
+    def connections(self) -> int:
+        """Client connections open right now, over all I/O threads."""
+        return self._native.connections()
+
+    @property
     def prefixes(self) -> list[str]:
         with self._lock:
             return [str(r.prefix) for r in self._apps.values()]
