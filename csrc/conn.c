@@ -607,6 +607,59 @@ static hs_chunk_t *take_output(hs_conn_t *c, hs_request_t *r)
     return head;
 }
 
+/* What send_output() found. */
+enum { OUT_MORE = 0, OUT_DONE = 1, OUT_FAILED = -1, OUT_ABORT = -2, OUT_REJECT = -3 };
+
+/* Sends what the worker handed over, as long as the socket takes it. The worker's abort or
+ * reject is read under the same lock as the data, so a late one is never mistaken for the end of
+ * a normal response. */
+static int send_output(hs_conn_t *c, hs_request_t *r, int *close, int *reject)
+{
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        if (r->resp_abort || r->resp_reject) {
+            *reject = r->resp_reject;
+            pthread_mutex_unlock(&r->mu);
+            return r->resp_abort ? OUT_ABORT : OUT_REJECT;
+        }
+        hs_chunk_t *out = take_output(c, r);
+        int final = r->resp_final && r->out_head == NULL, more = r->out_head != NULL;
+        *close = r->resp_close;
+        pthread_mutex_unlock(&r->mu);
+        int failed = 0;
+        for (hs_chunk_t *k = out, *next; k != NULL; k = next) {
+            next = k->next;
+            if (!failed && c->io->write(c, k->data, k->len) != HS_OK)
+                failed = 1;
+            free(k);
+        }
+        if (failed)
+            return OUT_FAILED;
+        if (final)
+            return OUT_DONE;
+        flush(c);
+        /* Once the socket is full, on_writable calls back; until then keep taking. */
+        if (c->closed)
+            return OUT_FAILED;
+        if (c->write_blocked || !more)
+            return OUT_MORE;
+    }
+}
+
+/* The worker gave up on the request before its response started: answer from the table. */
+static void answer_reject(hs_conn_t *c, int reject)
+{
+    int body_pending = c->state == HS_CONN_READ_BODY;
+    drop_request(c);
+    send_reject(c, reject, body_pending || !c->keepalive || reject != HS_REJECT_INTERNAL);
+    if (!c->closed && c->state != HS_CONN_CLOSING) {
+        c->state = HS_CONN_READ_HEAD;
+        c->deadline = c->loop->now_ms + IDLE_MS;
+        flush(c);
+        process(c);
+    }
+}
+
 void hs__conn_on_request_update(hs_conn_t *c)
 {
     hs_request_t *r = c->req;
@@ -623,40 +676,23 @@ void hs__conn_on_request_update(hs_conn_t *c)
     }
     if (c->write_blocked)
         return; /* on_writable calls again once the socket drains */
-    pthread_mutex_lock(&r->mu);
-    int abort = r->resp_abort, reject = r->resp_reject;
-    hs_chunk_t *out = (abort || reject) ? NULL : take_output(c, r);
-    int final = r->resp_final && r->out_head == NULL, close = r->resp_close;
-    pthread_mutex_unlock(&r->mu);
-    if (abort) {
-        close_reset(c);
-        return;
-    }
-    if (reject) {
-        int body_pending = c->state == HS_CONN_READ_BODY;
-        drop_request(c);
-        send_reject(c, reject, body_pending || !c->keepalive || reject != HS_REJECT_INTERNAL);
-        if (!c->closed && c->state != HS_CONN_CLOSING) {
-            c->state = HS_CONN_READ_HEAD;
-            c->deadline = c->loop->now_ms + IDLE_MS;
-            flush(c);
-            process(c);
-        }
-        return;
-    }
-    int failed = 0;
-    for (hs_chunk_t *k = out, *next; k != NULL; k = next) {
-        next = k->next;
-        if (!failed && c->io->write(c, k->data, k->len) != HS_OK)
-            failed = 1;
-        free(k);
-    }
-    if (failed) {
+    int close = 0, reject = 0;
+    switch (send_output(c, r, &close, &reject)) {
+    case OUT_FAILED:
         hs__conn_close(c);
         return;
-    }
-    if (final)
+    case OUT_ABORT:
+        close_reset(c);
+        return;
+    case OUT_REJECT:
+        answer_reject(c, reject);
+        return;
+    case OUT_DONE:
         finish_request(c, close);
+        break;
+    default:
+        break;
+    }
     if (!c->closed)
         flush(c);
 }
