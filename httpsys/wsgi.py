@@ -125,9 +125,9 @@ class Input:
 def build_environ(block: bytes, base: dict[str, Any]) -> dict[str, Any]:
     """Builds a WSGI environ from the C environ block: NUL-separated key/value pairs (the
     HS_ENV_FIXED fixed ones first, see csrc/httpsys.h), split in one pass."""
+    environ = base.copy()
     parts = iter(block.decode("latin-1").split("\0"))
-    environ = dict(zip(parts, parts))
-    environ.update(base)
+    environ.update(zip(parts, parts))
     return environ
 
 
@@ -172,22 +172,20 @@ class _Response:
     def _make_head(self) -> None:
         if self.status is None:
             raise AssertionError("the application did not call start_response")
-        lines = [self.status, "\r\n"]
+        lines = [f"{name}: {value}\r\n" for name, value in self.headers]
         for name, value in self.headers:
-            if name.lower() == "content-length":
+            if len(name) == 14 and name.lower() == "content-length":
                 self.length = int(value)
-            lines += (name, ": ", value, "\r\n")
-        self.head = "".join(lines).encode("latin-1")
+        self.head = (self.status + "\r\n" + "".join(lines)).encode("latin-1")
 
     def send(self, data: bytes, final: bool) -> None:
         flags = _FINAL if final else 0
+        self.finished = final
         if not self.started:
             self._make_head()
             self.started = True
-            self.finished = final
             rc = lib.hs_request_respond(self.req, self.head, len(self.head), self.length, data, len(data), flags)
         else:
-            self.finished = final
             rc = lib.hs_request_write(self.req, data, len(data), flags)
         if rc == _GONE and not final:
             raise ConnectionGoneError("the client closed the connection")
@@ -200,18 +198,19 @@ class _Response:
 def handle(app: WSGIApp, info: Any, cbuf: Any) -> None:
     """Runs one request through the application; always ends the request handle exactly once."""
     req = info.req
-    body = Input(req, cbuf) if info.has_body else _NO_BODY
-    environ = build_environ(ffi.buffer(info.environ, info.environ_len)[:], _BASE_ENVIRON)
-    environ["wsgi.input"] = body
+    environ = build_environ(ffi.unpack(info.environ, info.environ_len), _BASE_ENVIRON)
+    environ["wsgi.input"] = Input(req, cbuf) if info.has_body else _NO_BODY
     resp = _Response(req)
     try:
         result = app(environ, resp.start_response)
         try:
-            _send_result(resp, result)
+            if type(result) is list and len(result) == 1 and not resp.started:
+                resp.send(result[0], True)  # the common case: one call hands it all over
+            else:
+                _send_result(resp, result)
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            if hasattr(result, "close"):
+                result.close()
     except ConnectionGoneError:
         log.info("client %s:%s went away during %s %s", environ["REMOTE_ADDR"], environ["REMOTE_PORT"],
                  environ["REQUEST_METHOD"], environ["RAW_URI"])
@@ -228,7 +227,7 @@ def handle(app: WSGIApp, info: Any, cbuf: Any) -> None:
 
 def _send_result(resp: _Response, result: Iterable[bytes]) -> None:
     if isinstance(result, (list, tuple)) and len(result) == 1 and not resp.started:
-        resp.send(result[0], True)  # the common case: one call hands the whole response over
+        resp.send(result[0], True)
         return
     # Each block goes out as soon as the application yields it (PEP 3333: no delaying).
     for chunk in result:
