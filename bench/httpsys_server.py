@@ -1,0 +1,59 @@
+"""Serves bench/apps.py:app with httpsys for the benchmark harness.
+
+    python bench/httpsys_server.py --port 8443 --cert cert.pem --key key.pem [--io-threads 1]
+                                   [--workers 1] [--plain] [--no-tickets]
+
+``--plain`` registers ``http://+:PORT/`` instead of ``https://+:PORT/``. The process prints
+``ready`` on stdout once the listener is up and runs until SIGTERM or SIGINT, then closes the
+server. Run it with PYTHONPATH pointing at the repository root (bench/run.py does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpsys  # noqa: E402
+
+from apps import app  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--cert", type=Path, help="PEM certificate chain, leaf first (TLS only)")
+    p.add_argument("--key", type=Path, help="PEM private key (TLS only)")
+    p.add_argument("--io-threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--plain", action="store_true", help="serve http:// instead of https://")
+    p.add_argument("--no-tickets", action="store_true", help="binding option enablesessionticket=False")
+    args = p.parse_args(argv)
+
+    srv = httpsys.Server(io_threads=args.io_threads, workers=args.workers)
+    if args.plain:
+        srv.add_app(f"http://+:{args.port}/", app)
+    else:
+        if args.cert is None or args.key is None:
+            p.error("--cert and --key are needed unless --plain")
+        options = {"enablesessionticket": False} if args.no_tickets else {}
+        srv.set_sslcert(f"0.0.0.0:{args.port}", args.cert.read_bytes(), args.key.read_bytes(), **options)
+        srv.add_app(f"https://+:{args.port}/", app)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        srv.close()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    srv.start()
+    print("ready", flush=True)
+    srv.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
