@@ -63,6 +63,7 @@ typedef struct hs_conn {
     unsigned is_tls : 1;
     unsigned closed : 1;     /* closed; freed at the end of the loop iteration */
     unsigned hup : 1;        /* epoll saw the peer's FIN or an error: read until recv() says so */
+    unsigned must_linger : 1; /* the client may still be sending: linger before closing */
     unsigned lingering : 1;  /* write side shut; reading and dropping until EOF or deadline */
     uint64_t deadline;       /* ms on the loop clock when the current wait expires (0: none) */
 

@@ -77,10 +77,11 @@ int hs_server_start(hs_server_t *s, char *err, size_t errlen);
 void hs_server_stop(hs_server_t *s);
 void hs_server_free(hs_server_t *s);
 
-/* Bindings: ip is "0.0.0.0" for the wildcard. cert_pem is the chain, leaf first. */
+/* Bindings: ip is "0.0.0.0" for the wildcard. cert_pem is the chain, leaf first.
+ * session_tickets: TLS 1.3 tickets sent after each handshake (-1: the default, 1). */
 int hs_server_set_sslcert(hs_server_t *s, const char *ip, int port, const char *cert_pem,
                           size_t cert_len, const char *key_pem, size_t key_len, int flags,
-                          char *err, size_t errlen);
+                          int session_tickets, char *err, size_t errlen);
 int hs_server_delete_sslcert(hs_server_t *s, const char *ip, int port);
 
 /* Open client connections over all I/O threads (servicestate). */

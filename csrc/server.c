@@ -146,14 +146,19 @@ static int valid_ip(const char *ip)
 
 int hs_server_set_sslcert(hs_server_t *s, const char *ip, int port, const char *cert_pem,
                           size_t cert_len, const char *key_pem, size_t key_len, int flags,
-                          char *err, size_t errlen)
+                          int session_tickets, char *err, size_t errlen)
 {
     if (!valid_ip(ip) || port < 1 || port > 65535) {
         snprintf(err, errlen, "ipport: %s:%d is not a valid IP address and port", ip, port);
         return HS_RESULT_INVALID_PARAMETER;
     }
     /* Built here, on the caller's thread, once per binding change (never per connection). */
-    SSL_CTX *ctx = hs__tls_ctx_new(cert_pem, cert_len, key_pem, key_len, flags, err, errlen);
+    if (session_tickets > 16) {
+        snprintf(err, errlen, "session tickets: %d is more than 16", session_tickets);
+        return HS_RESULT_INVALID_PARAMETER;
+    }
+    SSL_CTX *ctx = hs__tls_ctx_new(cert_pem, cert_len, key_pem, key_len, flags, session_tickets,
+                                   err, errlen);
     if (ctx == NULL)
         return HS_RESULT_INVALID_PARAMETER;
     if (hs__bindings_set(&s->bindings, ip, port, ctx, flags) != 0) {

@@ -104,10 +104,11 @@ class NativeServer:
             lib.hs_server_free(self.handle)
             self.handle = None
 
-    def set_sslcert(self, ip: str, port: int, cert: bytes, key: bytes, flags: int) -> None:
+    def set_sslcert(self, ip: str, port: int, cert: bytes, key: bytes, flags: int,
+                    session_tickets: int = -1) -> None:
         err = _errbuf()
         check(lib.hs_server_set_sslcert(self.handle, ip.encode(), port, cert, len(cert), key, len(key),
-                                        flags, err, 512),
+                                        flags, session_tickets, err, 512),
               f"cannot bind a certificate to {ip}:{port}", err, param="cert_chain_pem")
 
     def delete_sslcert(self, ip: str, port: int) -> None:

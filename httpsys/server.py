@@ -69,21 +69,27 @@ class Server:
         """Binds a certificate chain (leaf first) and its key to ``ip:port``; replaces a binding
         that exists. Live: new connections use it, open ones keep the certificate they have.
 
-        Options the core acts on: ``disabletls12``, ``disabletls13``, ``reject`` (bools) and
-        ``enablesessionticket`` (default True). Raises InvalidParameterError for a malformed
-        ipport, certificate or key.
+        Options the core acts on: ``disabletls12``, ``disabletls13``, ``reject`` (bools),
+        ``enablesessionticket`` (default True) and ``sessiontickets`` (TLS 1.3 tickets sent per
+        handshake, 0-16, default 1). Raises InvalidParameterError for a malformed ipport,
+        certificate or key.
         """
         ip, port = urlprefix.parse_ipport(ipport)
-        flags = 0
+        flags, tickets = 0, -1
         for name, value in options.items():
-            if name == "enablesessionticket":
+            if name == "sessiontickets":
+                if not isinstance(value, int) or not 0 <= value <= 16:
+                    raise InvalidParameterError(f"sessiontickets must be 0-16, not {value!r}",
+                                                param=name)
+                tickets = value
+            elif name == "enablesessionticket":
                 flags |= 0 if value else lib.HS_BINDING_NO_SESSION_TICKETS
             elif name in _FLAG_NAMES:
                 flags |= _FLAG_NAMES[name] if value else 0
             else:
                 raise InvalidParameterError(f"unknown sslcert option {name!r}", param=name)
         self._native.set_sslcert(ip, port, _as_bytes(cert_chain_pem, "cert_chain_pem"),
-                                 _as_bytes(key_pem, "key_pem"), flags)
+                                 _as_bytes(key_pem, "key_pem"), flags, tickets)
 
     def delete_sslcert(self, ipport: str) -> None:
         """Removes the binding of ``ip:port``; new handshakes there fail. NotFoundError if none."""

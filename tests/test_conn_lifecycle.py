@@ -8,6 +8,7 @@ import time
 from typing import Any, Callable
 
 import clients
+import pytest
 from OpenSSL import SSL
 
 
@@ -25,11 +26,24 @@ def wait_for(predicate: Callable[[], bool], limit: float) -> bool:
     return predicate()
 
 
-def test_close_notify_and_fin_together_close_the_connection(server: Any, ca_file: str) -> None:
+@pytest.mark.parametrize(
+    "request_bytes, answer",
+    [
+        # A normal last response: the server closes at once.
+        (b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", b"HTTP/1.1 200 OK"),
+        # An error answer: the server lingers (the client may still be sending) and must notice
+        # the client's FIN to stop lingering.
+        (b"GET / HTTP/1.1\r\nHost: unknown.example\r\n\r\n", b"HTTP/1.1 400 Bad Request"),
+    ],
+    ids=["last-response", "error-answer"],
+)
+def test_close_notify_and_fin_together_close_the_connection(
+    server: Any, ca_file: str, request_bytes: bytes, answer: bytes
+) -> None:
     # Regression: the client's close_notify and FIN arrived in one read; the FIN went unseen and
     # every such connection lingered until the 2-second linger timer (wrk -H 'Connection: close'
     # left thousands open). The server must notice the FIN right away.
-    run = server({"/": hello})
+    run = server({"https://localhost:{port}/": hello})
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.load_verify_locations(ca_file)
     for _ in range(50):
@@ -38,11 +52,11 @@ def test_close_notify_and_fin_together_close_the_connection(server: Any, ca_file
         conn.set_tlsext_host_name(b"localhost")
         conn.set_connect_state()
         conn.do_handshake()
-        conn.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        conn.sendall(request_bytes)
         data = b""
-        while not data.endswith(b"hello"):
+        while b"</BODY></HTML>" not in data and not data.endswith(b"hello"):
             data += conn.recv(65536)
-        assert data.startswith(b"HTTP/1.1 200 OK")
+        assert data.startswith(answer), data[:80]
         # As wrk does: close_notify and FIN back to back, so both usually reach the server's
         # socket before it reads.
         conn.shutdown()
