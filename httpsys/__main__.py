@@ -1,4 +1,5 @@
-"""The ``httpsys`` command: ``httpsys demo`` and ``httpsys serve``."""
+"""The ``httpsys`` command: ``httpsys demo``, ``httpsys serve``, and the store-backed commands
+of ``httpsys.cli`` (``httpsys [--store PATH] cert ...``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import sys
 from typing import Any
 
-from . import certs, demo
+from . import certs, cli, demo
 from .errors import HttpsysError
 from .server import Server
 
@@ -54,6 +55,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if cli.handles(argv):
+        return cli.main(argv)
     parser = argparse.ArgumentParser(prog="httpsys", description="HTTP.sys-style HTTPS listener")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="serve a demo page on https://localhost:8443/ with a self-signed certificate")
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--io-threads", type=int, default=1)
     p.add_argument("--workers", type=int, default=None)
     p.set_defaults(func=cmd_serve)
+    sub.add_parser("cert", help="the certificate store: new, import, list, show, export, delete")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:

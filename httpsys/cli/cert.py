@@ -1,0 +1,154 @@
+"""``httpsys cert``: the certificate store, like certutil and New-SelfSignedCertificate.
+
+    httpsys cert new --dns NAME [--dns NAME ...] [--ip IP ...] [--days N] [--signer THUMBPRINT]
+                     [--rsa 2048]                    prints the new certificate's thumbprint
+    httpsys cert import FILE [--password P] [--store MY|ROOT|CA]
+                                                     prints the thumbprints imported
+    httpsys cert list [--store MY|ROOT|CA]
+    httpsys cert show THUMBPRINT
+    httpsys cert export THUMBPRINT [--with-key]     PEM chain on stdout; the key only if asked
+    httpsys cert delete THUMBPRINT                   refused while a binding uses it
+
+``--store`` here is the certificate store's name; the database is chosen by the global
+``httpsys --store PATH cert ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..certstore import CertEntry, CertStore
+from ..errors import HttpsysError
+from ..store import CERT_STORES, Store
+
+#: How the API's parameter names are spelled on this command line, for error messages.
+CLI_NAMES = {
+    "thumbprint": "THUMBPRINT",
+    "file": "FILE",
+    "password": "--password",
+    "store": "--store",
+    "dns": "--dns",
+    "ip": "--ip",
+    "days": "--days",
+    "signer": "--signer",
+    "rsa_bits": "--rsa",
+    "with_key": "--with-key",
+}
+
+
+def _store_name(value: str) -> str:
+    name = value.upper()
+    if name not in CERT_STORES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a certificate store (MY, ROOT or CA)")
+    return name
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="httpsys cert",
+                                     description="The certificate store (MY, ROOT, CA).")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = sub.add_parser("new", help="make a server certificate into MY; prints its thumbprint")
+    p.add_argument("--dns", action="append", required=True, metavar="NAME",
+                   help="DNS name (repeat for more; the first is the subject CN)")
+    p.add_argument("--ip", action="append", metavar="IP", help="IP address (repeatable)")
+    p.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    p.add_argument("--signer", metavar="THUMBPRINT",
+                   help="issue it from this MY CA certificate instead of self-signing")
+    p.add_argument("--rsa", type=int, metavar="BITS", help="RSA key of BITS (2048) instead of "
+                   "ECDSA P-256")
+    p = sub.add_parser("import", help="import a PEM (chain + key) or PKCS#12 file")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--password", help="password of the PKCS#12 file or encrypted key")
+    p.add_argument("--store", type=_store_name, default="MY", metavar="MY|ROOT|CA",
+                   help="certificate store (default MY)")
+    p = sub.add_parser("list", help="list certificates")
+    p.add_argument("--store", type=_store_name, metavar="MY|ROOT|CA",
+                   help="only this certificate store")
+    p = sub.add_parser("show", help="show one certificate")
+    p.add_argument("thumbprint", metavar="THUMBPRINT")
+    p = sub.add_parser("export", help="print a certificate chain as PEM")
+    p.add_argument("thumbprint", metavar="THUMBPRINT")
+    p.add_argument("--with-key", action="store_true", help="append the private key too")
+    p = sub.add_parser("delete", help="delete a certificate (and its key)")
+    p.add_argument("thumbprint", metavar="THUMBPRINT")
+    return parser
+
+
+def _show(entry: CertEntry, bindings: list[str]) -> str:
+    cert = entry.certificate
+    from cryptography import x509
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = ", ".join(san.get_values_for_type(x509.DNSName)) or "(none)"
+        ips = ", ".join(str(a) for a in san.get_values_for_type(x509.IPAddress)) or "(none)"
+    except x509.ExtensionNotFound:
+        dns = ips = "(none)"
+    rows = [
+        ("Thumbprint", entry.thumbprint),
+        ("Store", entry.store),
+        ("Subject", entry.subject),
+        ("Issuer", entry.issuer),
+        ("Serial Number", format(cert.serial_number, "x")),
+        ("Not Before", entry.not_before),
+        ("Not After", entry.not_after),
+        ("DNS Names", dns),
+        ("IP Addresses", ips),
+        ("Public Key", entry.key_description()),
+        ("Has Private Key", "Yes" if entry.has_key else "No"),
+        ("Chain Length", str(1 + len(entry.chain))),
+        ("Bindings", ", ".join(bindings) or "(none)"),
+    ]
+    return "\n".join(f"{label:<20} : {value}" for label, value in rows)
+
+
+def _list(entries: list[CertEntry]) -> str:
+    lines = [f"{'Store':<5} {'Thumbprint':<40} {'Key':<3} {'Not After':<20} Subject"]
+    for e in entries:
+        lines.append(f"{e.store:<5} {e.thumbprint} {'yes' if e.has_key else 'no':<3} "
+                     f"{e.not_after:<20} {e.subject}")
+    return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace, certs: CertStore) -> int:
+    if args.verb == "new":
+        print(certs.new_self_signed(args.dns, args.ip, days=args.days, signer=args.signer,
+                                    rsa_bits=args.rsa))
+    elif args.verb == "import":
+        for thumb in certs.import_file(args.file, password=args.password, store=args.store):
+            print(thumb)
+    elif args.verb == "list":
+        print(_list(certs.list(args.store)))
+    elif args.verb == "show":
+        entry = certs.get(args.thumbprint)
+        print(_show(entry, certs.store.bindings_using(entry.thumbprint)))
+    elif args.verb == "export":
+        sys.stdout.write(certs.export(args.thumbprint, with_key=args.with_key).decode())
+    elif args.verb == "delete":
+        entry = certs.delete(args.thumbprint)
+        print(f"Certificate {entry.thumbprint} deleted from store {entry.store}.")
+    return 0
+
+
+def _rename(error: HttpsysError) -> HttpsysError:
+    """Respells the parameter an error names (``password: ...``) as on this command line."""
+    param = error.param
+    text = str(error)
+    if param in CLI_NAMES and text.startswith(f"{param}:"):
+        error.args = (CLI_NAMES[param] + text[len(param):],)
+    return error
+
+
+def main(argv: list[str], store_path: str | None = None) -> int:
+    """Runs ``httpsys cert ...``; returns the exit code. Raises HttpsysError (the caller prints
+    it), with the parameter named as on the command line."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # argparse has printed the usage error (exit 2) or the help (0)
+        return int(e.code or 0)
+    try:
+        with Store.open(store_path) as store:
+            return _run(args, CertStore(store))
+    except HttpsysError as e:
+        raise _rename(e) from None
