@@ -1,10 +1,12 @@
 /*
- * The ip:port -> SSL_CTX binding table (see bindings.h for the locking and lifetime rules).
+ * The ip:port and hostname:port -> SSL_CTX binding table (see bindings.h for the locking and
+ * lifetime rules).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "bindings.h"
 #include "httpsys.h"
@@ -23,40 +25,57 @@ void hs__bindings_destroy(hs_bindings_t *b)
     pthread_mutex_destroy(&b->lock);
 }
 
-static hs_binding_t *find(hs_bindings_t *b, const char *ip, int port)
+static hs_binding_t *find(hs_bindings_t *b, int kind, const char *name, int port)
 {
-    for (size_t i = 0; i < b->n; i++)
-        if (b->items[i].port == port && strcmp(b->items[i].ip, ip) == 0)
-            return &b->items[i];
+    for (size_t i = 0; i < b->n; i++) {
+        hs_binding_t *e = &b->items[i];
+        if (e->kind == kind && e->port == port && strcasecmp(e->name, name) == 0)
+            return e;
+    }
     return NULL;
 }
 
-int hs__bindings_set(hs_bindings_t *b, const char *ip, int port, SSL_CTX *ctx, int flags)
+static hs_binding_t *append(hs_bindings_t *b)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 8;
+        hs_binding_t *items = realloc(b->items, cap * sizeof(*items));
+        if (items == NULL)
+            return NULL;
+        b->items = items;
+        b->cap = cap;
+    }
+    hs_binding_t *e = &b->items[b->n++];
+    memset(e, 0, sizeof(*e));
+    return e;
+}
+
+int hs__bindings_set(hs_bindings_t *b, int kind, const char *name, int port, SSL_CTX *ctx,
+                     int flags)
 {
     SSL_CTX *old = NULL;
     int rc = 0;
-    pthread_mutex_lock(&b->lock);
-    hs_binding_t *e = find(b, ip, port);
-    if (e == NULL) {
-        if (b->n == b->cap) {
-            size_t cap = b->cap ? b->cap * 2 : 8;
-            hs_binding_t *items = realloc(b->items, cap * sizeof(*items));
-            if (items == NULL) {
-                rc = -ENOMEM;
-                goto out;
-            }
-            b->items = items;
-            b->cap = cap;
-        }
-        e = &b->items[b->n++];
-        memset(e, 0, sizeof(*e));
-        snprintf(e->ip, sizeof(e->ip), "%s", ip);
-        e->port = port;
+    if (strlen(name) >= sizeof(b->items[0].name)) {
+        SSL_CTX_free(ctx);
+        return -EINVAL;
     }
-    old = e->ctx;
-    e->ctx = ctx;
-    e->flags = flags;
-out:
+    pthread_mutex_lock(&b->lock);
+    hs_binding_t *e = find(b, kind, name, port);
+    if (e == NULL && (e = append(b)) != NULL) {
+        e->kind = kind;
+        e->port = port;
+        for (size_t i = 0; name[i] != '\0'; i++)
+            e->name[i] = (char)(kind == HS_BIND_HOST && name[i] >= 'A' && name[i] <= 'Z'
+                                    ? name[i] + 32
+                                    : name[i]);
+    }
+    if (e == NULL) {
+        rc = -ENOMEM;
+    } else {
+        old = e->ctx;
+        e->ctx = ctx;
+        e->flags = flags;
+    }
     pthread_mutex_unlock(&b->lock);
     /* Connections that started with the old context hold their own references to it. */
     SSL_CTX_free(old);
@@ -65,11 +84,11 @@ out:
     return rc;
 }
 
-int hs__bindings_delete(hs_bindings_t *b, const char *ip, int port)
+int hs__bindings_delete(hs_bindings_t *b, int kind, const char *name, int port)
 {
     SSL_CTX *old = NULL;
     pthread_mutex_lock(&b->lock);
-    hs_binding_t *e = find(b, ip, port);
+    hs_binding_t *e = find(b, kind, name, port);
     if (e != NULL) {
         old = e->ctx;
         *e = b->items[--b->n];
@@ -81,15 +100,40 @@ int hs__bindings_delete(hs_bindings_t *b, const char *ip, int port)
     return 0;
 }
 
+/* Takes a reference on e's context unless e is missing or rejects connections. */
+static SSL_CTX *ref(const hs_binding_t *e)
+{
+    if (e != NULL && !(e->flags & HS_BINDING_REJECT) && SSL_CTX_up_ref(e->ctx))
+        return e->ctx;
+    return NULL;
+}
+
 SSL_CTX *hs__bindings_lookup(hs_bindings_t *b, const char *ip, int port)
+{
+    pthread_mutex_lock(&b->lock);
+    hs_binding_t *e = find(b, HS_BIND_IP, ip, port);
+    if (e == NULL)
+        e = find(b, HS_BIND_IP, strchr(ip, ':') ? "::" : "0.0.0.0", port);
+    SSL_CTX *ctx = ref(e);
+    pthread_mutex_unlock(&b->lock);
+    return ctx;
+}
+
+SSL_CTX *hs__bindings_lookup_host(hs_bindings_t *b, const char *host, int port)
+{
+    pthread_mutex_lock(&b->lock);
+    SSL_CTX *ctx = ref(find(b, HS_BIND_HOST, host, port));
+    pthread_mutex_unlock(&b->lock);
+    return ctx;
+}
+
+SSL_CTX *hs__bindings_any_host(hs_bindings_t *b, int port)
 {
     SSL_CTX *ctx = NULL;
     pthread_mutex_lock(&b->lock);
-    hs_binding_t *e = find(b, ip, port);
-    if (e == NULL)
-        e = find(b, strchr(ip, ':') ? "::" : "0.0.0.0", port);
-    if (e != NULL && !(e->flags & HS_BINDING_REJECT) && SSL_CTX_up_ref(e->ctx))
-        ctx = e->ctx;
+    for (size_t i = 0; i < b->n && ctx == NULL; i++)
+        if (b->items[i].kind == HS_BIND_HOST && b->items[i].port == port)
+            ctx = ref(&b->items[i]);
     pthread_mutex_unlock(&b->lock);
     return ctx;
 }

@@ -78,7 +78,14 @@ static void reset_fd(int fd)
 
 static int setup_tls(hs_conn_t *c)
 {
-    SSL_CTX *ctx = hs__bindings_lookup(&c->loop->server->bindings, c->local_ip, c->local_port);
+    hs_bindings_t *b = &c->loop->server->bindings;
+    SSL_CTX *ctx = hs__bindings_lookup(b, c->local_ip, c->local_port);
+    if (ctx == NULL) {
+        /* Only host-name bindings here: start with one of them; the ClientHello's server name
+         * must then pick one, or the handshake fails (tls.c, on_servername). */
+        ctx = hs__bindings_any_host(b, c->local_port);
+        c->sni_required = 1;
+    }
     if (ctx == NULL)
         return -1;
     int rc = hs__tls_attach(c, ctx);

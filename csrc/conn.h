@@ -61,6 +61,7 @@ typedef struct hs_conn {
     unsigned read_paused : 1; /* stopped reading: body buffer full or pipelined data waiting */
     unsigned write_blocked : 1;
     unsigned is_tls : 1;
+    unsigned sni_required : 1; /* no ipport binding: the SNI name must match a hostnameport */
     unsigned closed : 1;     /* closed; freed at the end of the loop iteration */
     unsigned hup : 1;        /* epoll saw the peer's FIN or an error: read until recv() says so */
     unsigned must_linger : 1; /* the client may still be sending: linger before closing */

@@ -84,6 +84,13 @@ int hs_server_set_sslcert(hs_server_t *s, const char *ip, int port, const char *
                           int session_tickets, char *err, size_t errlen);
 int hs_server_delete_sslcert(hs_server_t *s, const char *ip, int port);
 
+/* SNI bindings (netsh hostnameport=): chosen by the ClientHello's server name on that port; a
+ * hello without a matching name falls back to the ipport binding, or fails without one. */
+int hs_server_set_sslcert_sni(hs_server_t *s, const char *host, int port, const char *cert_pem,
+                              size_t cert_len, const char *key_pem, size_t key_len, int flags,
+                              int session_tickets, char *err, size_t errlen);
+int hs_server_delete_sslcert_sni(hs_server_t *s, const char *host, int port);
+
 /* Open client connections over all I/O threads (servicestate). */
 uint32_t hs_server_connections(hs_server_t *s);
 

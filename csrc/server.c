@@ -144,15 +144,12 @@ static int valid_ip(const char *ip)
     return inet_pton(AF_INET, ip, buf) == 1 || inet_pton(AF_INET6, ip, buf) == 1;
 }
 
-int hs_server_set_sslcert(hs_server_t *s, const char *ip, int port, const char *cert_pem,
-                          size_t cert_len, const char *key_pem, size_t key_len, int flags,
-                          int session_tickets, char *err, size_t errlen)
+/* Builds the context (on the caller's thread, once per binding change, never per connection)
+ * and installs it under kind/name:port. */
+static int set_binding(hs_server_t *s, int kind, const char *name, int port, const char *cert_pem,
+                       size_t cert_len, const char *key_pem, size_t key_len, int flags,
+                       int session_tickets, char *err, size_t errlen)
 {
-    if (!valid_ip(ip) || port < 1 || port > 65535) {
-        snprintf(err, errlen, "ipport: %s:%d is not a valid IP address and port", ip, port);
-        return HS_RESULT_INVALID_PARAMETER;
-    }
-    /* Built here, on the caller's thread, once per binding change (never per connection). */
     if (session_tickets > 16) {
         snprintf(err, errlen, "session tickets: %d is more than 16", session_tickets);
         return HS_RESULT_INVALID_PARAMETER;
@@ -161,16 +158,63 @@ int hs_server_set_sslcert(hs_server_t *s, const char *ip, int port, const char *
                                    err, errlen);
     if (ctx == NULL)
         return HS_RESULT_INVALID_PARAMETER;
-    if (hs__bindings_set(&s->bindings, ip, port, ctx, flags) != 0) {
-        snprintf(err, errlen, "out of memory");
-        return HS_RESULT_SYSTEM;
+    int rc = hs__bindings_set(&s->bindings, kind, name, port, ctx, flags);
+    if (rc != 0) {
+        snprintf(err, errlen, rc == -EINVAL ? "the name is too long" : "out of memory");
+        return rc == -EINVAL ? HS_RESULT_INVALID_PARAMETER : HS_RESULT_SYSTEM;
     }
     return HS_RESULT_OK;
 }
 
+int hs_server_set_sslcert(hs_server_t *s, const char *ip, int port, const char *cert_pem,
+                          size_t cert_len, const char *key_pem, size_t key_len, int flags,
+                          int session_tickets, char *err, size_t errlen)
+{
+    if (!valid_ip(ip) || port < 1 || port > 65535) {
+        snprintf(err, errlen, "ipport: %s:%d is not a valid IP address and port", ip, port);
+        return HS_RESULT_INVALID_PARAMETER;
+    }
+    return set_binding(s, HS_BIND_IP, ip, port, cert_pem, cert_len, key_pem, key_len, flags,
+                       session_tickets, err, errlen);
+}
+
 int hs_server_delete_sslcert(hs_server_t *s, const char *ip, int port)
 {
-    return hs__bindings_delete(&s->bindings, ip, port) == 0 ? HS_RESULT_OK : HS_RESULT_NOT_FOUND;
+    return hs__bindings_delete(&s->bindings, HS_BIND_IP, ip, port) == 0 ? HS_RESULT_OK
+                                                                         : HS_RESULT_NOT_FOUND;
+}
+
+/* RFC 1123 host names: letters, digits, '-' and '.', at most 253 characters. */
+static int valid_host(const char *host)
+{
+    size_t n = strlen(host);
+    if (n == 0 || n > 253)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = host[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '-' || ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+int hs_server_set_sslcert_sni(hs_server_t *s, const char *host, int port, const char *cert_pem,
+                              size_t cert_len, const char *key_pem, size_t key_len, int flags,
+                              int session_tickets, char *err, size_t errlen)
+{
+    if (!valid_host(host) || port < 1 || port > 65535) {
+        snprintf(err, errlen, "hostnameport: %s:%d is not a valid host name and port", host, port);
+        return HS_RESULT_INVALID_PARAMETER;
+    }
+    return set_binding(s, HS_BIND_HOST, host, port, cert_pem, cert_len, key_pem, key_len, flags,
+                       session_tickets, err, errlen);
+}
+
+int hs_server_delete_sslcert_sni(hs_server_t *s, const char *host, int port)
+{
+    return hs__bindings_delete(&s->bindings, HS_BIND_HOST, host, port) == 0 ? HS_RESULT_OK
+                                                                             : HS_RESULT_NOT_FOUND;
 }
 
 uint32_t hs_server_connections(hs_server_t *s)

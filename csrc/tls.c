@@ -27,6 +27,8 @@
 
 #include "conn.h"
 #include "httpsys.h"
+#include "loop.h"
+#include "server.h"
 #include "tls.h"
 
 /* Mozilla's "intermediate" profile (server side, version 5.7). */
@@ -149,6 +151,30 @@ static int load_key(SSL_CTX *ctx, const char *pem, size_t len, char *err, size_t
     return 0;
 }
 
+/* Picks the hostnameport binding named by SNI (netsh hostnameport=). Without a match the
+ * connection keeps its ipport binding; with none either, the handshake fails with
+ * unrecognized_name, as HTTP.sys refuses a connection it has no certificate for. */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    HS_UNUSED(arg);
+    hs_conn_t *c = SSL_get_app_data(ssl);
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    SSL_CTX *ctx = NULL;
+    if (c != NULL && name != NULL)
+        ctx = hs__bindings_lookup_host(&c->loop->server->bindings, name, c->local_port);
+    if (ctx != NULL) {
+        if (ctx != SSL_get_SSL_CTX(ssl))
+            SSL_set_SSL_CTX(ssl, ctx); /* takes its own reference */
+        SSL_CTX_free(ctx);
+        return SSL_TLSEXT_ERR_OK;
+    }
+    if (c != NULL && c->sni_required) {
+        *alert = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
 static int configure(SSL_CTX *ctx, int flags, int session_tickets)
 {
     int max = (flags & HS_BINDING_DISABLE_TLS13) ? TLS1_2_VERSION : TLS1_3_VERSION;
@@ -161,6 +187,7 @@ static int configure(SSL_CTX *ctx, int flags, int session_tickets)
         SSL_CTX_set_ciphersuites(ctx, tls13_suites) != 1 || SSL_CTX_set1_groups_list(ctx, groups) != 1)
         return -1;
     SSL_CTX_set_dh_auto(ctx, 1);
+    SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION);
     /* Client-initiated renegotiation stays refused; server-initiated renegotiation (an on-demand
      * client certificate on TLS 1.2) remains possible. */
@@ -215,6 +242,7 @@ int hs__tls_attach(hs_conn_t *c, SSL_CTX *ctx)
         return -ENOMEM;
     }
     BIO_set_data(c->bio, c);
+    SSL_set_app_data(c->ssl, c);
     /* With the same BIO for both directions SSL_set_bio takes exactly one reference. */
     SSL_set_bio(c->ssl, c->bio, c->bio);
     SSL_set_accept_state(c->ssl);

@@ -111,6 +111,17 @@ class NativeServer:
                                         flags, session_tickets, err, 512),
               f"cannot bind a certificate to {ip}:{port}", err, param="cert_chain_pem")
 
+    def set_sslcert_sni(self, host: str, port: int, cert: bytes, key: bytes, flags: int,
+                        session_tickets: int = -1) -> None:
+        err = _errbuf()
+        check(lib.hs_server_set_sslcert_sni(self.handle, host.encode("ascii"), port, cert, len(cert), key,
+                                            len(key), flags, session_tickets, err, 512),
+              f"cannot bind a certificate to {host}:{port}", err, param="cert_chain_pem")
+
+    def delete_sslcert_sni(self, host: str, port: int) -> None:
+        check(lib.hs_server_delete_sslcert_sni(self.handle, host.encode("ascii"), port),
+              f"no certificate is bound to {host}:{port}", param="hostnameport")
+
     def delete_sslcert(self, ip: str, port: int) -> None:
         check(lib.hs_server_delete_sslcert(self.handle, ip.encode(), port),
               f"no certificate is bound to {ip}:{port}", param="ipport")

@@ -75,19 +75,7 @@ class Server:
         certificate or key.
         """
         ip, port = urlprefix.parse_ipport(ipport)
-        flags, tickets = 0, -1
-        for name, value in options.items():
-            if name == "sessiontickets":
-                if not isinstance(value, int) or not 0 <= value <= 16:
-                    raise InvalidParameterError(f"sessiontickets must be 0-16, not {value!r}",
-                                                param=name)
-                tickets = value
-            elif name == "enablesessionticket":
-                flags |= 0 if value else lib.HS_BINDING_NO_SESSION_TICKETS
-            elif name in _FLAG_NAMES:
-                flags |= _FLAG_NAMES[name] if value else 0
-            else:
-                raise InvalidParameterError(f"unknown sslcert option {name!r}", param=name)
+        flags, tickets = _binding_options(options)
         self._native.set_sslcert(ip, port, _as_bytes(cert_chain_pem, "cert_chain_pem"),
                                  _as_bytes(key_pem, "key_pem"), flags, tickets)
 
@@ -95,6 +83,23 @@ class Server:
         """Removes the binding of ``ip:port``; new handshakes there fail. NotFoundError if none."""
         ip, port = urlprefix.parse_ipport(ipport)
         self._native.delete_sslcert(ip, port)
+
+    def set_sslcert_sni(self, hostnameport: str, cert_chain_pem: bytes, key_pem: bytes,
+                        **options: Any) -> None:
+        """Binds a certificate to ``hostname:port`` (netsh ``hostnameport=``): a ClientHello whose
+        server name matches gets it. A name with no such binding falls back to the ``ipport``
+        binding of the local address; with neither, the handshake fails (unrecognized_name).
+        Same options as set_sslcert(); live like it.
+        """
+        host, port = urlprefix.parse_hostnameport(hostnameport)
+        flags, tickets = _binding_options(options)
+        self._native.set_sslcert_sni(host, port, _as_bytes(cert_chain_pem, "cert_chain_pem"),
+                                     _as_bytes(key_pem, "key_pem"), flags, tickets)
+
+    def delete_sslcert_sni(self, hostnameport: str) -> None:
+        """Removes a ``hostname:port`` binding. NotFoundError if none."""
+        host, port = urlprefix.parse_hostnameport(hostnameport)
+        self._native.delete_sslcert_sni(host, port)
 
     # ---- applications ----------------------------------------------------------------------
 
@@ -212,6 +217,23 @@ class Server:
     def prefixes(self) -> list[str]:
         with self._lock:
             return [str(r.prefix) for r in self._apps.values()]
+
+
+def _binding_options(options: Mapping[str, Any]) -> tuple[int, int]:
+    """The core's binding flags and ticket count from set_sslcert's keyword options."""
+    flags, tickets = 0, -1
+    for name, value in options.items():
+        if name == "sessiontickets":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 16:
+                raise InvalidParameterError(f"sessiontickets must be 0-16, not {value!r}", param=name)
+            tickets = value
+        elif name == "enablesessionticket":
+            flags |= 0 if value else lib.HS_BINDING_NO_SESSION_TICKETS
+        elif name in _FLAG_NAMES:
+            flags |= _FLAG_NAMES[name] if value else 0
+        else:
+            raise InvalidParameterError(f"unknown sslcert option {name!r}", param=name)
+    return flags, tickets
 
 
 def _key(prefix: urlprefix.UrlPrefix) -> str:

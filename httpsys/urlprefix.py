@@ -77,3 +77,19 @@ def parse_ipport(ipport: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise InvalidParameterError(f"ipport {ipport!r}: port must be 1-65535", param="ipport")
     return str(ip), port
+
+
+def parse_hostnameport(hostnameport: str) -> tuple[str, int]:
+    """Parses netsh's ``hostnameport=`` form: ``www.example.com:443``."""
+    host, sep, port_text = hostnameport.rpartition(":")
+    if not sep or not port_text.isdigit() or not host:
+        raise InvalidParameterError(f"hostnameport {hostnameport!r} is not of the form NAME:PORT",
+                                    param="hostnameport")
+    if _NAME.match(host) is None or len(host) > 253:
+        raise InvalidParameterError(f"hostnameport {hostnameport!r}: {host!r} is not a host name",
+                                    param="hostnameport")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise InvalidParameterError(f"hostnameport {hostnameport!r}: port must be 1-65535",
+                                    param="hostnameport")
+    return host.lower().rstrip("."), port
