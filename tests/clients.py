@@ -16,6 +16,7 @@ the tests compare the server's bytes with a body written independently of the C 
 from __future__ import annotations
 
 import contextlib
+import os
 import http.client
 import shutil
 import socket
@@ -477,12 +478,22 @@ def _tool(name: str) -> str:
     return path
 
 
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment for client tools that are not Python (curl, openssl): without the
+    AddressSanitizer preload of the ASan test run (.ci/run), under which curl deadlocks at
+    start-up. Python children keep it: they load the ASan-built core."""
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env.update(extra)
+    return env
+
+
 def curl(
     args: list[str], timeout: float = 60, input: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     """Runs curl with ``args``; stdout and stderr are captured as bytes."""
     return subprocess.run(
-        [_tool("curl"), *args], input=input, capture_output=True, timeout=timeout, check=False
+        [_tool("curl"), *args], input=input, capture_output=True, timeout=timeout, check=False,
+        env=tool_env(),
     )
 
 
@@ -496,6 +507,7 @@ def openssl_s_client(
         capture_output=True,
         timeout=timeout,
         check=False,
+        env=tool_env(),
     )
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +24,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-# The AddressSanitizer run (.ci/run) preloads libasan into this interpreter. Client tools the
-# tests start (curl, openssl) must not inherit it: curl deadlocks at start-up under a preloaded
-# ASan runtime. This process keeps its runtime; only children lose the variable.
-os.environ.pop("LD_PRELOAD", None)
 
 # --------------------------------------------------------------------------------------------
 # PKI

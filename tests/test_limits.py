@@ -20,6 +20,7 @@ from clients import (
     BODY_URL_TOO_LONG,
     ERROR_CONTENT_TYPE,
     curl_path,
+    tool_env,
     https_get,
     parse_responses,
     raw_tls,
@@ -198,7 +199,7 @@ def test_core_answers_while_another_thread_holds_the_gil(
         f'-o "$OUT" -w "%{{http_code}}" https://localhost:{run.port}{path}; '
         'echo " curl-exit=$?"'
     )
-    env = dict(os.environ, CURL=curl_path(), CA=ca_file, OUT=str(out_file))
+    env = tool_env(CURL=curl_path(), CA=ca_file, OUT=str(out_file))
     with open(err_file, "wb") as err:
         try:
             proc = subprocess.Popen(
