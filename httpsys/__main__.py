@@ -1,87 +1,303 @@
-"""The ``httpsys`` command: ``httpsys demo``, ``httpsys serve``, and the store-backed commands
-of ``httpsys.cli`` (``httpsys [--store PATH] cert ...``)."""
+"""The ``httpsys`` command: ``httpsys [--store PATH] demo``, ``httpsys [--store PATH] serve``, and
+the store-backed commands of ``httpsys.cli`` (``httpsys [--store PATH] cert ...``, ``http ...``).
+
+``serve`` and ``demo`` take their certificate bindings, URL reservations and iplisten addresses
+from the config store and keep watching it: ``httpsys http update sslcert ...`` in another
+terminal changes a running server for its new connections (httpsys.watcher).
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import importlib
 import logging
+import os
+import pwd
+import signal
+import sqlite3
 import sys
+from pathlib import Path
 from typing import Any
 
-from . import certs, cli, demo
-from .errors import HttpsysError
+from . import cli, demo, urlprefix
+from .errors import AccessDeniedError, HttpsysError, InvalidParameterError
 from .server import Server
+
+#: The application ID of the binding ``httpsys demo`` creates (netsh requires an appid).
+DEMO_APPID = "{6f0b2c1e-5d3a-4e8b-9c47-2a1d8e3f9b60}"
+
+log = logging.getLogger("httpsys")
 
 
 def _load(spec: str) -> Any:
     module, _, attr = spec.partition(":")
     if not module or not attr:
-        raise HttpsysError(f"--app: {spec!r} is not PREFIX=module:attribute", param="app")
+        raise InvalidParameterError(f"--app: {spec!r} is not PREFIX=module:attribute", param="app")
     obj: Any = importlib.import_module(module)
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    cert, key, path = certs.demo_certificate()
-    srv = Server(io_threads=args.io_threads, workers=args.workers)
-    srv.set_sslcert(f"0.0.0.0:{args.port}", cert, key)
-    srv.add_app(f"https://+:{args.port}/", demo.app)
-    srv.start()
-    print(f"httpsys demo: https://localhost:{args.port}/  (self-signed certificate: {path})", flush=True)
-    print(f"try: curl --cacert {path} https://localhost:{args.port}/", flush=True)
-    srv.serve_forever()
+def _parse_apps(specs: list[str]) -> list[tuple[urlprefix.UrlPrefix, str]]:
+    out = []
+    for spec in specs:
+        # The prefix itself has no '=': split at the first one.
+        prefix, sep, target = spec.partition("=")
+        if not sep:
+            raise InvalidParameterError(f"--app: {spec!r} is not PREFIX=module:attribute",
+                                        param="app")
+        out.append((urlprefix.parse(prefix), target))
+    return out
+
+
+# ---- URL reservations (urlacl) -----------------------------------------------------------------
+
+
+def current_user_names() -> set[str]:
+    """The names the current user may appear under in a urlacl row's ``user``."""
+    names = {getpass.getuser()}
+    try:
+        names.add(pwd.getpwuid(os.getuid()).pw_name)
+    except KeyError:
+        pass
+    return {n.lower() for n in names}
+
+
+def _user_matches(user: str | None, names: set[str]) -> bool:
+    if not user:
+        return False
+    u = user.strip().lower()
+    # netsh accepts DOMAIN\user; "Everyone" is the world (as on Windows).
+    return u in names or u.rsplit("\\", 1)[-1] in names or u.rsplit("\\", 1)[-1] == "everyone"
+
+
+def _covers(acl: urlprefix.UrlPrefix, prefix: urlprefix.UrlPrefix) -> bool:
+    return (acl.scheme == prefix.scheme and acl.host == prefix.host and acl.port == prefix.port
+            and prefix.path.lower().startswith(acl.path.lower()))
+
+
+def check_reservations(rows: list[tuple[str, str | None, int]],
+                       prefix: urlprefix.UrlPrefix, names: set[str] | None = None) -> None:
+    """Refuses (AccessDeniedError, ERROR_ACCESS_DENIED 5) to register ``prefix`` when urlacl
+    reservations ``(url, user, listen)`` cover its namespace and none lets the current user
+    listen there. Without a covering reservation anyone may register it."""
+    names = current_user_names() if names is None else names
+    covering = []
+    for url, user, listen in rows:
+        try:
+            acl = urlprefix.parse(url)
+        except InvalidParameterError:
+            continue
+        if _covers(acl, prefix):
+            covering.append((acl, user, listen))
+    if not covering or any(listen and _user_matches(user, names) for _, user, listen in covering):
+        return
+    acl, user, _ = max(covering, key=lambda c: len(c[0].path))
+    raise AccessDeniedError(
+        f"cannot register {prefix}: access denied (ERROR_ACCESS_DENIED, 5): its namespace is "
+        f"reserved by the urlacl {acl} for user {user or '(sddl)'}, not for "
+        f"{min(names)}; add a reservation for you with: "
+        f"httpsys http add urlacl url={prefix} user={min(names)}",
+        param="url",
+    )
+
+
+def _read_urlacl(store: Any) -> list[tuple[str, str | None, int]]:
+    return [(r[0], r[1], int(r[2])) for r in store.execute("SELECT url, user, listen FROM urlacl")]
+
+
+# ---- serve -------------------------------------------------------------------------------------
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(srv: Server, watcher: Any) -> int:
+    try:
+        srv.serve_forever()
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        srv.close()
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .store import Store, default_path
+    from .watcher import StoreWatcher, read_snapshot
+
+    if (args.cert is None) != (args.key is None):
+        raise InvalidParameterError("--cert and --key go together", param="cert")
+    apps = _parse_apps(args.app)
+    store_path = Path(args.store) if args.store else None
+    use_store = args.cert is None
+    iplisten: tuple[str, ...] = ()
+    path = store_path or default_path()
+    if use_store or path.exists():
+        with Store.open(path) as store:
+            acl = _read_urlacl(store)
+            iplisten = read_snapshot(store).iplisten
+        for prefix, _ in apps:
+            check_reservations(acl, prefix)
+    kwargs: dict[str, Any] = {"io_threads": args.io_threads, "workers": args.workers}
+    if iplisten:
+        kwargs["iplisten"] = iplisten
+    srv = Server(**kwargs)
+    watcher = None
+    try:
+        for prefix, target in apps:
+            srv.add_app(str(prefix), _load(target))
+        if use_store:
+            watcher = StoreWatcher(srv, path)
+            watcher.start()
+            for port in sorted({p.port for p, _ in apps if p.tls}):
+                if not any(b.endswith(f":{port}") for b in watcher.bindings):
+                    log.warning("no sslcert binding for port %d in the store %s: handshakes "
+                                "there fail until one is added (httpsys http add sslcert "
+                                "ipport=0.0.0.0:%d certhash=... appid=...)", port, path, port)
+        else:
+            cert, key = Path(args.cert).read_bytes(), Path(args.key).read_bytes()
+            for port in sorted({p.port for p, _ in apps if p.tls}):
+                srv.set_sslcert(f"0.0.0.0:{port}", cert, key)
+        srv.start()
+    except BaseException:
+        if watcher is not None:
+            watcher.stop()
+        srv.close()
+        raise
+    print(f"httpsys: serving {', '.join(srv.prefixes)}"
+          + (f" (bindings from the store {path})" if use_store else ""), flush=True)
+    return _run(srv, watcher)
+
+
+# ---- demo --------------------------------------------------------------------------------------
+
+
+def _demo_binding(store_path: Path | None, port: int) -> tuple[Path, str | None]:
+    """Makes sure the store binds 0.0.0.0:PORT: if it does not, makes (or reuses) a self-signed
+    localhost certificate in MY and adds the binding. Returns the store path and the thumbprint
+    of the certificate bound there."""
+    from .certstore import CertStore
+    from .store import Store
+
+    ipport = f"0.0.0.0:{port}"
+    with Store.open(store_path) as store:
+        row = store.execute("SELECT certhash FROM sslcert WHERE kind = 'ipport' AND key = ?",
+                            (ipport,)).fetchone()
+        if row is not None:
+            return store.path, row[0]
+        certs = CertStore(store)
+        thumb = next((e.thumbprint for e in certs.list("MY")
+                      if e.subject == "CN=localhost" and e.has_key and e.issuer == e.subject),
+                     None)
+        if thumb is None:
+            thumb = certs.new_self_signed("localhost", ip="127.0.0.1")
+            print(f"httpsys demo: made a self-signed certificate for localhost: {thumb}",
+                  flush=True)
+        try:
+            # Session tickets are on for the demo: with netsh semantics a store binding sends
+            # none unless enablesessionticket is set.
+            store.add_sslcert("ipport", ipport, thumb, DEMO_APPID, enablesessionticket=1)
+        except sqlite3.IntegrityError:  # another process bound it meanwhile
+            row = store.execute("SELECT certhash FROM sslcert WHERE kind = 'ipport' AND key = ?",
+                                (ipport,)).fetchone()
+            return store.path, row[0] if row else None
+        print(f"httpsys demo: bound it to ipport={ipport} (appid {DEMO_APPID})", flush=True)
+        return store.path, thumb
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .certstore import CertStore
+    from .store import Store
+    from .watcher import StoreWatcher
+
+    path, thumb = _demo_binding(Path(args.store) if args.store else None, args.port)
+    cafile = None
+    if thumb:
+        with Store.open(path) as store:
+            try:
+                pem = CertStore(store).export(thumb)
+                cafile = path.parent / "demo-localhost.crt"
+                cafile.write_bytes(pem)
+            except HttpsysError:
+                cafile = None
     srv = Server(io_threads=args.io_threads, workers=args.workers)
-    cert, key = open(args.cert, "rb").read(), open(args.key, "rb").read()
-    ports = set()
-    for spec in args.app:
-        prefix, sep, target = spec.partition("=")
-        if not sep:
-            raise HttpsysError(f"--app: {spec!r} is not PREFIX=module:attribute", param="app")
-        srv.add_app(prefix, _load(target))
-        ports.add(prefix.rsplit(":", 1)[1].split("/", 1)[0])
-    for port in sorted(ports):
-        srv.set_sslcert(f"0.0.0.0:{port}", cert, key)
-    srv.start()
-    print(f"httpsys: serving {', '.join(srv.prefixes)}", flush=True)
-    srv.serve_forever()
-    return 0
+    watcher = StoreWatcher(srv, path)
+    try:
+        srv.add_app(f"https://+:{args.port}/", demo.app)
+        watcher.start()
+        srv.start()
+    except BaseException:
+        watcher.stop()
+        srv.close()
+        raise
+    print(f"httpsys demo: https://localhost:{args.port}/  (store {path})", flush=True)
+    if cafile is not None:
+        print(f"try: curl --cacert {cafile} https://localhost:{args.port}/", flush=True)
+    else:
+        print(f"try: curl -k https://localhost:{args.port}/", flush=True)
+    print(f"change it live: httpsys http update sslcert ipport=0.0.0.0:{args.port} "
+          f"certhash=THUMBPRINT appid={DEMO_APPID}", flush=True)
+    return _run(srv, watcher)
+
+
+# ---- entry point -------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="httpsys [--store PATH]",
+                                     description="HTTP.sys-style HTTPS listener")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("demo", help="serve a demo page on https://localhost:8443/ with a "
+                                    "self-signed certificate from the store")
+    p.add_argument("--port", type=int, default=8443)
+    p.add_argument("--io-threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=None, help="worker threads per prefix")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("serve", help="serve WSGI apps: --app https://+:8443/api/=module:app, "
+                                     "with the bindings of the store")
+    p.add_argument("--app", action="append", required=True, metavar="PREFIX=module:app")
+    p.add_argument("--cert", help="PEM certificate chain, leaf first: bind it to 0.0.0.0:PORT "
+                                  "of every app instead of the store's bindings")
+    p.add_argument("--key", help="PEM private key (with --cert)")
+    p.add_argument("--io-threads", type=int, default=1)
+    p.add_argument("--workers", type=int, default=None, help="worker threads per prefix")
+    p.set_defaults(func=cmd_serve)
+    sub.add_parser("cert", help="the certificate store: new, import, list, show, export, delete")
+    sub.add_parser("http", help="netsh http: add/update/delete/show sslcert, urlacl, ...")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if cli.handles(argv):
-        return cli.main(argv)
-    parser = argparse.ArgumentParser(prog="httpsys", description="HTTP.sys-style HTTPS listener")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="serve a demo page on https://localhost:8443/ with a self-signed certificate")
-    p.add_argument("--port", type=int, default=8443)
-    p.add_argument("--io-threads", type=int, default=1)
-    p.add_argument("--workers", type=int, default=None)
-    p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("serve", help="serve WSGI apps: --app https://+:8443/api/=module:app")
-    p.add_argument("--app", action="append", required=True, metavar="PREFIX=module:app")
-    p.add_argument("--cert", required=True, help="PEM certificate chain, leaf first")
-    p.add_argument("--key", required=True, help="PEM private key")
-    p.add_argument("--io-threads", type=int, default=1)
-    p.add_argument("--workers", type=int, default=None)
-    p.set_defaults(func=cmd_serve)
-    sub.add_parser("cert", help="the certificate store: new, import, list, show, export, delete")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return int(args.func(args))
-    except HttpsysError as e:
+        store_path, rest = cli.split_global(argv)
+    except InvalidParameterError as e:
         print(f"httpsys: error: {e}", file=sys.stderr)
         return 2
+    if not (rest and rest[0] in ("demo", "serve")) and cli.handles(argv):
+        return cli.main(argv)
+    args = _parser().parse_args(rest)
+    args.store = store_path
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # SIGTERM stops as Ctrl-C does, from the first listening socket on: the commands close the
+    # server (and its watcher) on the way out.
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 0
+    except AccessDeniedError as e:
+        print(f"httpsys {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except HttpsysError as e:
+        print(f"httpsys {args.command}: error: {e}", file=sys.stderr)
+        return cli.exit_code(e)
     except OSError as e:
-        print(f"httpsys: error: {e}", file=sys.stderr)
+        print(f"httpsys {args.command}: error: {e}", file=sys.stderr)
         return 1
 
 

@@ -1,0 +1,294 @@
+"""The config watcher: applies the config store's changes to a running Server, live.
+
+``StoreWatcher(server, store_path).start()`` reads the store once, synchronously (so a server
+starts with the store's bindings), then a daemon thread polls it every ``interval`` seconds.
+
+Theory of operation:
+
+- The poll is two cheap reads: ``PRAGMA data_version`` (changes when another connection
+  commits) and, only when it moved, the store's ``generation`` counter (bumped by every change
+  the CLI makes). When the generation differs from the one last applied, the watcher reads the
+  whole configuration in one read transaction (a consistent snapshot) and diffs it against what
+  it applied before.
+- sslcert bindings: a binding whose row (certhash, certstorename and the options the core acts
+  on) did not change is left alone. A new or changed one is loaded from the certificate store
+  (chain + private key, PEM) and handed to ``Server.set_sslcert``, which swaps it in for new
+  connections while open ones keep theirs. A binding that disappeared from the store is deleted
+  from the server. ``hostnameport`` bindings go to ``Server.set_sslcert_sni`` when the server
+  has it (the SNI table of the core); otherwise they are skipped with a debug log.
+- An invalid change (the certificate is missing, has no private key, the core refuses the key)
+  never reaches the server: the watcher logs a warning naming the binding and the reason, keeps
+  the last good state of that binding and applies the others. It tries again on every later
+  change of the store, so importing the missing certificate afterwards makes it live.
+- iplisten addresses and timeouts are kept in ``iplisten`` / ``timeouts``: the core does not act
+  on them live yet (iplisten is read when a server starts).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from .certstore import CertStore
+from .errors import HttpsysError, NotFoundError
+from .store import Store
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+log = logging.getLogger("httpsys.watcher")
+
+#: The sslcert options the core acts on, passed to Server.set_sslcert as keyword arguments.
+CORE_OPTIONS = ("reject", "disabletls12", "disabletls13", "enablesessionticket")
+
+_SSLCERT_SELECT = (
+    f"SELECT kind, key, certhash, certstorename, {', '.join(CORE_OPTIONS)} FROM sslcert "
+    "WHERE kind IN ('ipport', 'hostnameport') ORDER BY kind, key"
+)
+
+
+@dataclass(frozen=True)
+class BindingRow:
+    """What of an sslcert row the watcher applies; two equal rows need no new set_sslcert."""
+
+    kind: str  # ipport | hostnameport
+    key: str  # 0.0.0.0:443 | www.example.com:443
+    certhash: str | None
+    certstorename: str | None
+    options: tuple[tuple[str, bool], ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}={self.key}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent read of the store."""
+
+    generation: int
+    bindings: dict[tuple[str, str], BindingRow]
+    iplisten: tuple[str, ...]
+    timeouts: dict[str, int]
+
+
+def read_snapshot(store: Store) -> Snapshot:
+    """Reads what the watcher applies, in one read transaction."""
+    store.execute("BEGIN")
+    try:
+        generation = store.generation()
+        bindings = {}
+        for kind, key, certhash, storename, *flags in store.execute(_SSLCERT_SELECT):
+            options = tuple((name, bool(v)) for name, v in zip(CORE_OPTIONS, flags))
+            bindings[(kind, key)] = BindingRow(kind, key, certhash, storename, options)
+        iplisten = tuple(r[0] for r in store.execute("SELECT address FROM iplisten ORDER BY address"))
+        timeouts = {t: int(v) for t, v in store.execute("SELECT timeouttype, value FROM timeouts")}
+    finally:
+        store.execute("COMMIT")
+    return Snapshot(generation, bindings, iplisten, timeouts)
+
+
+class BindingError(Exception):
+    """A binding's row cannot be applied; the message says why."""
+
+
+def load_material(certs: CertStore, row: BindingRow) -> tuple[bytes, bytes]:
+    """The PEM chain (leaf first) and PEM private key a binding names. Raises BindingError."""
+    if not row.certhash:
+        raise BindingError("it has no certhash")
+    try:
+        entry = certs.get(row.certhash, param="certhash")
+    except HttpsysError as e:
+        raise BindingError(str(e)) from None
+    wanted = (row.certstorename or "MY").upper()
+    if entry.store != wanted:
+        raise BindingError(f"certificate {entry.thumbprint} is in store {entry.store}, "
+                           f"not in certstorename {wanted}")
+    key_der = certs.private_key_der(entry.thumbprint)
+    if key_der is None:
+        raise BindingError(f"certificate {entry.thumbprint} has no private key")
+    try:
+        key = serialization.load_der_private_key(key_der, password=None)
+        key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        chain = b"".join(x509.load_der_x509_certificate(d).public_bytes(serialization.Encoding.PEM)
+                         for d in (entry.der, *entry.chain))
+    except ValueError as e:
+        raise BindingError(f"certificate {entry.thumbprint}: damaged certificate or key ({e})") \
+            from None
+    return chain, key_pem
+
+
+class StoreWatcher:
+    """Keeps a running Server's bindings in step with a config store.
+
+    >>> w = StoreWatcher(server, "/path/store.db"); w.start()   # initial state applied
+    >>> ...; w.stop()
+
+    Attributes (read them from any thread): ``generation`` (the store generation last applied),
+    ``bindings`` (``{"ipport=0.0.0.0:443": thumbprint}`` live in the server), ``errors``
+    (``{binding: reason}`` for rows that could not be applied), ``iplisten``, ``timeouts``.
+    ``on_apply(watcher)`` is called after every applied change (tests and benches use it).
+    """
+
+    def __init__(self, server: Any, store_path: str | os.PathLike[str] | None = None,
+                 interval: float = 0.02,
+                 on_apply: Callable[[StoreWatcher], None] | None = None) -> None:
+        self.server = server
+        self.store_path = store_path
+        self.interval = interval
+        self.on_apply = on_apply
+        self.generation = -1
+        self.bindings: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+        self.iplisten: tuple[str, ...] = ()
+        self.timeouts: dict[str, int] = {}
+        self._applied: dict[tuple[str, str], BindingRow] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Applies the store's current state now, then watches it in a daemon thread."""
+        if self._thread is not None:
+            return
+        with Store.open(self.store_path) as store:
+            self.apply(read_snapshot(store), CertStore(store))
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="httpsys-store-watcher",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops watching (the server keeps what was applied). Idempotent."""
+        self._stop.set()
+        t, self._thread = self._thread, None
+        if t is not None and t is not threading.current_thread():
+            t.join()
+
+    close = stop
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        store: Store | None = None
+        data_version: int | None = None
+        while not self._stop.is_set():
+            try:
+                if store is None:
+                    store = Store.open(self.store_path)
+                    data_version = None
+                dv = store.data_version()
+                if dv != data_version:
+                    data_version = dv
+                    if store.generation() != self.generation:
+                        self.apply(read_snapshot(store), CertStore(store))
+            except (sqlite3.Error, HttpsysError, OSError) as e:
+                log.warning("store watcher: cannot read the store %s: %s (retrying)",
+                            self.store_path, e)
+                if store is not None:
+                    store.close()
+                    store = None
+                self._stop.wait(1.0)
+            except Exception:  # a bug: keep the server serving, say so loudly
+                log.exception("store watcher: unexpected error (retrying)")
+                self._stop.wait(1.0)
+            self._stop.wait(self.interval)
+        if store is not None:
+            store.close()
+
+    # ---- applying --------------------------------------------------------------------------
+
+    def apply(self, snap: Snapshot, certs: CertStore) -> None:
+        """Brings the server to ``snap``: sets new and changed bindings, deletes removed ones,
+        keeps the last good state of bindings that fail. Never raises for a bad binding."""
+        with self._lock:
+            for ident, row in snap.bindings.items():
+                self._apply_binding(row, certs)
+            for ident in list(self._applied):
+                if ident not in snap.bindings:
+                    self._delete_binding(self._applied.pop(ident))
+            for name in [n for n in self.errors
+                         if tuple(n.split("=", 1)) not in snap.bindings]:
+                del self.errors[name]
+            if snap.iplisten != self.iplisten:
+                if self.generation >= 0:
+                    log.info("iplisten is now %s (applies when the server restarts)",
+                             ", ".join(snap.iplisten) or "(all addresses)")
+                self.iplisten = snap.iplisten
+            if snap.timeouts != self.timeouts:
+                self.timeouts = dict(snap.timeouts)
+            self.generation = snap.generation
+        if self.on_apply is not None:
+            self.on_apply(self)
+
+    def _apply_binding(self, row: BindingRow, certs: CertStore) -> None:
+        ident = (row.kind, row.key)
+        if self._applied.get(ident) == row and row.name not in self.errors:
+            return
+        if row.kind == "hostnameport":
+            setter = getattr(self.server, "set_sslcert_sni", None)
+            if setter is None:
+                log.debug("%s: this server has no SNI bindings (set_sslcert_sni); skipped",
+                          row.name)
+                return
+        else:
+            setter = self.server.set_sslcert
+        try:
+            chain, key = load_material(certs, row)
+            setter(row.key, chain, key, **dict(row.options))
+        except Exception as e:  # noqa: BLE001 - any refusal: the binding keeps its last good state
+            reason = str(e) if isinstance(e, (BindingError, HttpsysError)) else repr(e)
+            if self.errors.get(row.name) != reason:
+                kept = self.bindings.get(row.name)
+                log.warning("sslcert %s not applied: %s; %s", row.name, reason,
+                            f"keeping certificate {kept}" if kept else "the binding stays absent")
+            self.errors[row.name] = reason
+            return
+        self._applied[ident] = row
+        self.bindings[row.name] = row.certhash or ""
+        self.errors.pop(row.name, None)
+        log.info("sslcert %s: certificate %s is live", row.name, row.certhash)
+
+    def _delete_binding(self, row: BindingRow) -> None:
+        if row.kind == "hostnameport":
+            deleter = getattr(self.server, "delete_sslcert_sni", None)
+            if deleter is None:
+                return
+        else:
+            deleter = self.server.delete_sslcert
+        try:
+            deleter(row.key)
+        except NotFoundError:
+            pass
+        except HttpsysError as e:
+            log.warning("sslcert %s: cannot delete it from the server: %s", row.name, e)
+            return
+        self.bindings.pop(row.name, None)
+        log.info("sslcert %s deleted", row.name)
+
+    def wait_generation(self, generation: int, timeout: float = 5.0) -> bool:
+        """Waits until the watcher applied ``generation`` (or a later one); True if it did."""
+        deadline = time.monotonic() + timeout
+        while self.generation < generation:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
