@@ -310,6 +310,7 @@ static hs_request_t *make_request(hs_conn_t *c, const hs_http1_request_t *h, rou
         .tls = c->is_tls,
         .tls_version = hs__tls_version(c),
         .tls_cipher = hs__tls_cipher(c),
+        .tls_sni = hs__tls_sni(c),
     };
     r->env = hs__environ_build(&src, &r->env_len);
     if (r->env == NULL) {

@@ -19,6 +19,7 @@ typedef struct hs_environ_src {
     int tls;
     const char *tls_version; /* NULL for plain connections */
     const char *tls_cipher;
+    const char *tls_sni; /* the ClientHello's server name, NULL if none */
 } hs_environ_src_t;
 
 /* Returns a malloc'd block and its length in *len, or NULL when out of memory. */

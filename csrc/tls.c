@@ -307,6 +307,11 @@ const char *hs__tls_version(hs_conn_t *c)
     return c->ssl ? SSL_get_version(c->ssl) : "";
 }
 
+const char *hs__tls_sni(hs_conn_t *c)
+{
+    return c->ssl ? SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+}
+
 const char *hs__tls_cipher(hs_conn_t *c)
 {
     return c->ssl ? SSL_get_cipher_name(c->ssl) : "";

@@ -35,6 +35,8 @@ void hs__tls_shutdown(struct hs_conn *c);
 /* Version and cipher names of an established connection (static strings). */
 const char *hs__tls_version(struct hs_conn *c);
 const char *hs__tls_cipher(struct hs_conn *c);
+/* The SNI server name the client sent, or NULL. */
+const char *hs__tls_sni(struct hs_conn *c);
 
 void hs__tls_free(struct hs_conn *c);
 

@@ -6,7 +6,7 @@ import html
 from collections.abc import Callable, Iterable
 from typing import Any
 
-_KEYS = ("SERVER_PROTOCOL", "SSL_PROTOCOL", "SSL_CIPHER", "SERVER_NAME", "SERVER_PORT",
+_KEYS = ("SERVER_PROTOCOL", "SSL_PROTOCOL", "SSL_CIPHER", "SSL_TLS_SNI", "SERVER_NAME", "SERVER_PORT",
          "REMOTE_ADDR", "REMOTE_PORT", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "HTTP_USER_AGENT")
 
 

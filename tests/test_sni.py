@@ -61,3 +61,14 @@ def test_malformed_hostnameport_names_the_parameter(pki: Any, bad: str) -> None:
         with pytest.raises(httpsys.InvalidParameterError) as e:
             srv.set_sslcert_sni(bad, pki.leaf.chain_pem, pki.leaf.key_pem)
         assert e.value.param == "hostnameport"
+
+
+def sni_echo(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [environ.get("SSL_TLS_SNI", "<none>").encode()]
+
+
+def test_environ_carries_the_sni_name(server: Any) -> None:
+    run = server({"/": sni_echo})
+    assert get_over_sni(run.port, "a.test").endswith(b"\r\n\r\na.test")
+    assert get_over_sni(run.port, None).endswith(b"\r\n\r\n<none>")
