@@ -60,6 +60,7 @@ class Server:
         self._lock = threading.RLock()
         self._started = False
         self._closed = threading.Event()
+        self._control: Any = None  # httpsys.control.ControlServer, from start() to close()
         for name, value in (limits or {}).items():
             self._native.set_limit(name, value)
 
@@ -179,6 +180,19 @@ class Server:
             self._started = True
             for reg in self._apps.values():
                 self._start_workers(reg)
+            self._start_control()
+
+    def _start_control(self) -> None:
+        from .control import ControlServer
+
+        control = ControlServer(self.servicestate)
+        try:
+            control.start()
+        except OSError as exc:  # serving matters more than being listed by servicestate
+            log.warning("no control socket (httpsys http show servicestate will not list this "
+                        "server): %s", exc)
+            return
+        self._control = control
 
     def serve_forever(self) -> None:
         """Starts if needed and blocks until close() (or Ctrl-C, which closes)."""
@@ -194,6 +208,10 @@ class Server:
         with self._lock:
             if self._closed.is_set():
                 return
+            control, self._control = self._control, None
+        if control is not None:
+            control.stop()  # waits for an answer in progress, which reads the queues
+        with self._lock:
             regs = list(self._apps.values())
             self._apps.clear()
         for reg in regs:
@@ -212,6 +230,34 @@ class Server:
     def connections(self) -> int:
         """Client connections open right now, over all I/O threads."""
         return self._native.connections()
+
+    def servicestate(self) -> dict[str, Any]:
+        """This server's state as ``httpsys http show servicestate`` shows it: one server session
+        (this process), one URL group and request queue per registered prefix.
+
+        ``{"pid", "session_id", "state", "connections", "url_groups": [{"id", "state", "queue",
+        "urls"}], "queues": [{"name", "state", "length", "limit", "verbosity", "pids"}]}``
+        """
+        import zlib
+
+        pid = os.getpid()
+        with self._lock:
+            if self._closed.is_set():
+                raise InvalidParameterError("the server is closed", param="server")
+            session = f"FF{pid & 0xFFFFFFFF:08X}{(self._control.id if self._control else 0) & 0xFFFFFF:06X}"
+            groups, queues = [], []
+            for key, reg in self._apps.items():
+                n = zlib.crc32(key.encode()) & 0xFFFFFF
+                name = f"httpsys-{pid}-{session[-6:].lower()}-{n:06x}"
+                groups.append({"id": f"FE{session[2:10]}{n:06X}",
+                               "state": "Active" if self._started else "Inactive",
+                               "queue": name, "urls": [str(reg.prefix)]})
+                queues.append({"name": name, "state": "Active", "length": len(reg.queue),
+                               "limit": self._queue_limit, "verbosity": "Limited",
+                               "pids": [pid]})
+            return {"pid": pid, "session_id": session,
+                    "state": "Active" if self._started else "Inactive",
+                    "connections": self.connections, "url_groups": groups, "queues": queues}
 
     @property
     def prefixes(self) -> list[str]:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import socket
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -24,6 +26,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+# Control sockets of the servers the tests start (in-process and as subprocesses) go to a
+# private folder for this run, not /run/httpsys; a test can still point a server elsewhere.
+os.environ.setdefault("HTTPSYS_RUNTIME_DIR", tempfile.mkdtemp(prefix="httpsys-test-run-"))
 
 # --------------------------------------------------------------------------------------------
 # PKI
@@ -233,6 +239,7 @@ def server(
 
     # Keep any persistent state the server may write away from the user's store.
     monkeypatch.setenv("HTTPSYS_STORE", str(tmp_path / "store.db"))
+
     made: list[Any] = []
 
     def make(

@@ -35,6 +35,7 @@ NOUNS: dict[str, str] = {
     "urlacl": "httpsys.cli.urlacl",
     "iplisten": "httpsys.cli.iplisten",
     "timeout": "httpsys.cli.timeout",
+    "servicestate": "httpsys.cli.servicestate",  # show only; asks the running servers
 }
 
 USAGE = "usage: httpsys [--store PATH] {cert,http} ..."
