@@ -40,7 +40,7 @@ NOUNS: dict[str, str] = {
 
 USAGE = "usage: httpsys [--store PATH] {cert,http} ..."
 HTTP_USAGE = ("usage: httpsys [--store PATH] http <add|update|delete|show> "
-              "<sslcert|urlacl|iplisten|timeout> [key=value ...]")
+              "<sslcert|urlacl|iplisten|timeout|servicestate> [key=value ...]")
 
 
 class HttpFailure(HttpsysError):
