@@ -24,6 +24,7 @@ SOURCES = [
     "loop.c",
     "queue.c",
     "server.c",
+    "crl.c",
 ]
 
 CFLAGS = ["-std=gnu11", "-D_GNU_SOURCE", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden",

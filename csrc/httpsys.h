@@ -132,4 +132,16 @@ int hs_test_url_canonicalize(const char *path, size_t len, size_t seg_max_len,
 int hs_test_route(const char *prefixes, size_t prefixes_len, const char *host, const char *local_ip,
                   int port, const char *path, int *index, size_t *path_len);
 
+/* CRL revocation index (crl.c): ix is an opaque index handle; build returns HS_OK (0) or -1 with
+ * a message in err; lookup and fresh return 1 or 0 (now is seconds since the epoch); lookup_many
+ * looks up n serials of each_len bytes laid end to end and returns how many are listed;
+ * check_cert returns HS_CRL_GOOD 0, HS_CRL_REVOKED 1, HS_CRL_OTHER_ISSUER 2 or -1 for bad DER. */
+int hs_test_crl_build(const unsigned char *der, size_t len, void **out, char *err, size_t errlen);
+int hs_test_crl_lookup(void *ix, const unsigned char *serial, size_t len);
+size_t hs_test_crl_lookup_many(void *ix, const unsigned char *serials, size_t each_len, size_t n);
+int hs_test_crl_fresh(void *ix, int64_t now);
+size_t hs_test_crl_count(void *ix);
+int hs_test_crl_check_cert(void *ix, const unsigned char *cert_der, size_t len);
+void hs_test_crl_free(void *ix);
+
 #endif
