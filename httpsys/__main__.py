@@ -162,14 +162,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             cert, key = Path(args.cert).read_bytes(), Path(args.key).read_bytes()
             for port in sorted({p.port for p, _ in apps if p.tls}):
                 srv.set_sslcert(f"0.0.0.0:{port}", cert, key)
+        # Printed before start() (the ports already listen; connections wait in the backlog), so
+        # the line is out before the first request can be answered.
+        print(f"httpsys: serving {', '.join(srv.prefixes)}"
+              + (f" (bindings from the store {path})" if use_store else ""), flush=True)
         srv.start()
     except BaseException:
         if watcher is not None:
             watcher.stop()
         srv.close()
         raise
-    print(f"httpsys: serving {', '.join(srv.prefixes)}"
-          + (f" (bindings from the store {path})" if use_store else ""), flush=True)
     return _run(srv, watcher)
 
 
@@ -227,20 +229,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     srv = Server(io_threads=args.io_threads, workers=args.workers)
     watcher = StoreWatcher(srv, path)
     try:
-        srv.add_app(f"https://+:{args.port}/", demo.app)
+        srv.add_app(f"https://+:{args.port}/", demo.app)  # the port listens from here on
         watcher.start()
+        # Printed before start(): connections wait in the listen backlog until then, so nobody
+        # can be answered before these lines are out.
+        print(f"httpsys demo: https://localhost:{args.port}/  (store {path})", flush=True)
+        if cafile is not None:
+            print(f"try: curl --cacert {cafile} https://localhost:{args.port}/", flush=True)
+        else:
+            print(f"try: curl -k https://localhost:{args.port}/", flush=True)
+        print(f"change it live: httpsys http update sslcert ipport=0.0.0.0:{args.port} "
+              f"certhash=THUMBPRINT appid={DEMO_APPID}", flush=True)
         srv.start()
     except BaseException:
         watcher.stop()
         srv.close()
         raise
-    print(f"httpsys demo: https://localhost:{args.port}/  (store {path})", flush=True)
-    if cafile is not None:
-        print(f"try: curl --cacert {cafile} https://localhost:{args.port}/", flush=True)
-    else:
-        print(f"try: curl -k https://localhost:{args.port}/", flush=True)
-    print(f"change it live: httpsys http update sslcert ipport=0.0.0.0:{args.port} "
-          f"certhash=THUMBPRINT appid={DEMO_APPID}", flush=True)
     return _run(srv, watcher)
 
 
