@@ -490,7 +490,7 @@ def _urlacl_users(entry: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     if entry.get("user"):
         return [entry]
     # Added with sddl=: one user per ACE (A;;RIGHTS;;;TRUSTEE), GX = listen, GW = delegate.
-    users = []
+    users: list[Mapping[str, Any]] = []
     for rights, trustee in re.findall(r"\(A;[^;]*;([^;]*);[^;]*;[^;]*;([^)]*)\)",
                                       str(entry.get("sddl") or "")):
         users.append({"user": trustee, "listen": "GX" in rights or "GA" in rights,
