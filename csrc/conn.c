@@ -24,10 +24,18 @@
 #include "server.h"
 #include "tls.h"
 
-/* Fixed for now; the store's timeout settings replace them (reference 1.5). */
-#define HEADER_WAIT_MS 120000u
-#define IDLE_MS 120000u
+/* How long a lingering close reads and drops before it gives up. */
 #define LINGER_MS 2000u
+/* The netsh timeouts (reference 1.5), read when each wait starts. */
+static uint64_t header_wait_ms(const hs_conn_t *c)
+{
+    return hs__server_timeout_ms(&c->loop->server->header_wait_ms);
+}
+
+static uint64_t idle_ms(const hs_conn_t *c)
+{
+    return hs__server_timeout_ms(&c->loop->server->idle_ms);
+}
 
 const char *const hs_conn_state_names[HS_CONN_STATE_COUNT] = {
     "HANDSHAKE", "READ_HEAD", "READ_BODY", "WAIT_APP", "DRAIN", "CLOSING",
@@ -129,7 +137,7 @@ hs_conn_t *hs__conn_new(hs_loop_t *l, int fd, int tls)
     }
     c->state = tls ? HS_CONN_HANDSHAKE : HS_CONN_READ_HEAD;
     c->keepalive = 1;
-    c->deadline = l->now_ms + HEADER_WAIT_MS;
+    c->deadline = l->now_ms + header_wait_ms(c);
     c->next = l->conns;
     if (l->conns)
         l->conns->prev = c;
@@ -189,7 +197,7 @@ static void start_closing(hs_conn_t *c, int linger)
         hs__tls_shutdown(c);
     }
     c->must_linger |= linger ? 1 : 0;
-    c->deadline = c->loop->now_ms + IDLE_MS;
+    c->deadline = c->loop->now_ms + idle_ms(c);
     flush(c);
 }
 
@@ -392,7 +400,7 @@ static void read_head(hs_conn_t *c)
         int keep = reject == HS_REJECT_NOT_FOUND && !has_body && (h.minor_version >= 1 ? !h.conn_close : h.conn_keepalive);
         send_reject(c, reject, !keep);
         if (keep)
-            c->deadline = c->loop->now_ms + IDLE_MS;
+            c->deadline = c->loop->now_ms + idle_ms(c);
     }
 }
 
@@ -457,7 +465,7 @@ static void read_body(hs_conn_t *c)
     } else if (done == 1) {
         c->state = c->state == HS_CONN_READ_BODY ? HS_CONN_WAIT_APP : HS_CONN_READ_HEAD;
         if (c->state == HS_CONN_READ_HEAD)
-            c->deadline = c->loop->now_ms + IDLE_MS;
+            c->deadline = c->loop->now_ms + idle_ms(c);
     }
 }
 
@@ -560,7 +568,7 @@ void hs__conn_on_readable(hs_conn_t *c)
     }
     if (c->state == HS_CONN_HANDSHAKE && SSL_is_init_finished(c->ssl)) {
         c->state = HS_CONN_READ_HEAD;
-        c->deadline = c->loop->now_ms + HEADER_WAIT_MS;
+        c->deadline = c->loop->now_ms + header_wait_ms(c);
     }
     process(c);
     if (c->closed)
@@ -594,7 +602,7 @@ static void finish_request(hs_conn_t *c, int close)
         return;
     }
     c->state = body_done ? HS_CONN_READ_HEAD : HS_CONN_DRAIN;
-    c->deadline = c->loop->now_ms + IDLE_MS;
+    c->deadline = c->loop->now_ms + idle_ms(c);
     process(c);
     if (!c->closed && c->read_paused)
         hs__conn_on_readable(c);
@@ -670,7 +678,7 @@ static void answer_reject(hs_conn_t *c, int reject)
     send_reject(c, reject, body_pending || !c->keepalive || reject != HS_REJECT_INTERNAL);
     if (!c->closed && c->state != HS_CONN_CLOSING) {
         c->state = HS_CONN_READ_HEAD;
-        c->deadline = c->loop->now_ms + IDLE_MS;
+        c->deadline = c->loop->now_ms + idle_ms(c);
         flush(c);
         process(c);
     }

@@ -37,6 +37,13 @@ enum hs_limit {
     HS_LIMIT_MAX_BODY_BUFFER = 5
 };
 
+/* Connection timeouts (netsh http add timeout), in seconds; live: every wait that starts after
+ * the change uses the new value. */
+enum hs_timeout {
+    HS_TIMEOUT_IDLE_CONNECTION = 1, /* idleconnectiontimeout: keep-alive wait for the next request */
+    HS_TIMEOUT_HEADER_WAIT = 2      /* headerwaittimeout: wait for a whole request head */
+};
+
 /* Flags of a binding (sslcert options the core acts on). */
 enum hs_binding_flags {
     HS_BINDING_DISABLE_TLS12 = 1,
@@ -73,6 +80,7 @@ typedef struct hs_request_info {
 const char *hs_version(void);
 hs_server_t *hs_server_new(int io_threads, char *err, size_t errlen);
 int hs_server_set_limit(hs_server_t *s, int limit, uint64_t value);
+int hs_server_set_timeout(hs_server_t *s, int timeout, uint32_t seconds);
 int hs_server_start(hs_server_t *s, char *err, size_t errlen);
 void hs_server_stop(hs_server_t *s);
 void hs_server_free(hs_server_t *s);

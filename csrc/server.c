@@ -43,6 +43,8 @@ hs_server_t *hs_server_new(int io_threads, char *err, size_t errlen)
     s->http_limits = (hs_http1_limits_t){16384, 16384};
     s->url_limits = (hs_url_limits_t){260, 255};
     s->max_body_buffer = DEFAULT_MAX_BODY_BUFFER;
+    s->idle_ms = 120000;        /* HTTP.sys's defaults (reference 1.5) */
+    s->header_wait_ms = 120000;
     hs__bindings_init(&s->bindings);
     pthread_mutex_init(&s->cfg_lock, NULL);
     s->routes = hs__route_new();
@@ -91,6 +93,20 @@ int hs_server_set_limit(hs_server_t *s, int limit, uint64_t value)
     /* Reference 3.1: if MaxRequestBytes < MaxFieldLength, MaxFieldLength is adjusted down. */
     if (s->http_limits.max_request_bytes < s->http_limits.max_field_length)
         s->http_limits.max_field_length = s->http_limits.max_request_bytes;
+    return HS_RESULT_OK;
+}
+
+int hs_server_set_timeout(hs_server_t *s, int timeout, uint32_t seconds)
+{
+    /* netsh keeps these as USHORT seconds; 0 would mean "never wait", which no client survives. */
+    if (seconds < 1 || seconds > 65535)
+        return HS_RESULT_INVALID_PARAMETER;
+    uint32_t *field = timeout == HS_TIMEOUT_IDLE_CONNECTION ? &s->idle_ms
+                      : timeout == HS_TIMEOUT_HEADER_WAIT   ? &s->header_wait_ms
+                                                            : NULL;
+    if (field == NULL)
+        return HS_RESULT_INVALID_PARAMETER;
+    __atomic_store_n(field, seconds * 1000u, __ATOMIC_RELAXED);
     return HS_RESULT_OK;
 }
 

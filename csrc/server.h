@@ -32,7 +32,16 @@ struct hs_server {
     hs_http1_limits_t http_limits;
     hs_url_limits_t url_limits;
     size_t max_body_buffer;
+
+    /* Timeouts in ms, written by hs_server_set_timeout at any time and read by the I/O threads
+     * whenever a wait starts (relaxed atomics: a wait may start with the old value). */
+    uint32_t idle_ms, header_wait_ms;
 };
+
+static inline uint32_t hs__server_timeout_ms(const uint32_t *field)
+{
+    return __atomic_load_n(field, __ATOMIC_RELAXED);
+}
 
 /* I/O thread: route a request; on HS_OK returns the queue with a reference taken. */
 int hs__server_route(struct hs_server *s, int is_https, hs_str_t host, int port, hs_str_t local_ip,

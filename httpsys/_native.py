@@ -95,6 +95,9 @@ class NativeServer:
         check(lib.hs_server_set_limit(self.handle, _LIMITS[name], value), f"limit {name}={value} is out of range",
               param=name)
 
+    def set_timeout(self, which: int, seconds: int) -> None:
+        check(lib.hs_server_set_timeout(self.handle, which, seconds), "timeout out of range")
+
     def start(self) -> None:
         err = _errbuf()
         check(lib.hs_server_start(self.handle, err, 512), "cannot start the server", err)

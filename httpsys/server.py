@@ -19,6 +19,14 @@ log = logging.getLogger("httpsys")
 #: HTTP.sys's default request queue length (HttpServerQueueLengthProperty).
 DEFAULT_QUEUE_LIMIT = 1000
 
+#: netsh timeouttype names → the core's timeouts.
+TIMEOUTS = {
+    "idleconnectiontimeout": lib.HS_TIMEOUT_IDLE_CONNECTION,
+    "headerwaittimeout": lib.HS_TIMEOUT_HEADER_WAIT,
+}
+#: HTTP.sys's value for a timeout never set (seconds).
+DEFAULT_TIMEOUT = 120
+
 _FLAG_NAMES = {
     "disabletls12": lib.HS_BINDING_DISABLE_TLS12,
     "disabletls13": lib.HS_BINDING_DISABLE_TLS13,
@@ -63,6 +71,21 @@ class Server:
         self._control: Any = None  # httpsys.control.ControlServer, from start() to close()
         for name, value in (limits or {}).items():
             self._native.set_limit(name, value)
+
+    # ---- timeouts ---------------------------------------------------------------------------
+
+    def set_timeout(self, timeouttype: str, seconds: int) -> None:
+        """Sets ``idleconnectiontimeout`` (keep-alive wait) or ``headerwaittimeout`` (wait for a
+        whole request head), 1-65535 seconds, as ``netsh http add timeout``. Live: every wait that
+        starts afterwards uses it. InvalidParameterError names a bad type or value.
+        """
+        if timeouttype not in TIMEOUTS:
+            raise InvalidParameterError(
+                f"timeouttype must be one of {', '.join(TIMEOUTS)}, not {timeouttype!r}", param="timeouttype")
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= 65535:
+            raise InvalidParameterError(f"{timeouttype} must be 1-65535 seconds, not {seconds!r}",
+                                        param="value")
+        self._native.set_timeout(TIMEOUTS[timeouttype], seconds)
 
     # ---- certificates ----------------------------------------------------------------------
 
