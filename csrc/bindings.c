@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "bindings.h"
 #include "httpsys.h"
 
@@ -50,6 +52,18 @@ static hs_binding_t *append(hs_bindings_t *b)
     return e;
 }
 
+/* A binding that is replaced (new certificate, options, trust list or CRLs) keeps its session
+ * ticket keys, so clients resume across the change instead of paying a full handshake; a resumed
+ * session's client certificate is re-checked against the new CRLs (clientcert.c). The new
+ * context is not published yet, so nothing reads its keys while they change. */
+static void keep_ticket_keys(SSL_CTX *from, SSL_CTX *to)
+{
+    unsigned char keys[80];
+    if (SSL_CTX_get_tlsext_ticket_keys(from, keys, sizeof(keys)) == 1)
+        SSL_CTX_set_tlsext_ticket_keys(to, keys, sizeof(keys));
+    OPENSSL_cleanse(keys, sizeof(keys));
+}
+
 int hs__bindings_set(hs_bindings_t *b, int kind, const char *name, int port, SSL_CTX *ctx,
                      int flags)
 {
@@ -73,6 +87,8 @@ int hs__bindings_set(hs_bindings_t *b, int kind, const char *name, int port, SSL
         rc = -ENOMEM;
     } else {
         old = e->ctx;
+        if (old != NULL)
+            keep_ticket_keys(old, ctx);
         e->ctx = ctx;
         e->flags = flags;
     }

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clientcert.h"
 #include "conn.h"
 #include "environ.h"
 #include "httpsys.h"
@@ -26,6 +27,10 @@
 
 /* How long a lingering close reads and drops before it gives up. */
 #define LINGER_MS 2000u
+/* How long a request waits for a certificate asked for after the handshake before it is
+ * answered as if none came (HTTP.sys's renegotiation timer is 2 minutes; a client that can
+ * answer at all answers within a round trip). */
+#define CERT_WAIT_MS 10000u
 /* The netsh timeouts (reference 1.5), read when each wait starts. */
 static uint64_t header_wait_ms(const hs_conn_t *c)
 {
@@ -38,7 +43,7 @@ static uint64_t idle_ms(const hs_conn_t *c)
 }
 
 const char *const hs_conn_state_names[HS_CONN_STATE_COUNT] = {
-    "HANDSHAKE", "READ_HEAD", "READ_BODY", "WAIT_APP", "DRAIN", "CLOSING",
+    "HANDSHAKE", "READ_HEAD", "READ_BODY", "WAIT_APP", "DRAIN", "WAIT_CERT", "CLOSING",
 };
 
 static int plain_read(hs_conn_t *c)
@@ -175,6 +180,8 @@ void hs__conn_close(hs_conn_t *c)
     hs__buf_free(&c->wire_in);
     hs__buf_free(&c->plain_in);
     hs__buf_free(&c->wire_out);
+    free(c->cert_env);
+    c->cert_env = NULL;
 }
 
 static void close_reset(hs_conn_t *c)
@@ -201,10 +208,17 @@ static void start_closing(hs_conn_t *c, int linger)
     flush(c);
 }
 
+static void cert_answered(hs_conn_t *c);
+
 void hs__conn_check_deadline(hs_conn_t *c, uint64_t now_ms)
 {
-    if (c->deadline != 0 && now_ms >= c->deadline)
-        hs__conn_close(c);
+    if (c->deadline == 0 || now_ms < c->deadline)
+        return;
+    if (c->state == HS_CONN_WAIT_CERT) {
+        cert_answered(c); /* no certificate in time: the request goes on without one */
+        return;
+    }
+    hs__conn_close(c);
 }
 
 /* ---- output ------------------------------------------------------------------------------ */
@@ -320,6 +334,8 @@ static hs_request_t *make_request(hs_conn_t *c, const hs_http1_request_t *h, rou
         .tls_cipher = hs__tls_cipher(c),
         .tls_sni = hs__tls_sni(c),
     };
+    if (c->is_tls)
+        src.extra = hs__clientcert_environ(c, &src.extra_len);
     r->env = hs__environ_build(&src, &r->env_len);
     if (r->env == NULL) {
         hs__request_release(r);
@@ -334,9 +350,55 @@ static hs_request_t *make_request(hs_conn_t *c, const hs_http1_request_t *h, rou
     return r;
 }
 
+/* What start_request() returns while the head waits for a client certificate. */
+#define WAIT_FOR_CERT (-1)
+
+/* Whether a TLS 1.2 renegotiation may run now: the client would interleave body bytes with the
+ * new handshake, so the whole body must already be here (reference 4.7). */
+static int can_renegotiate(hs_conn_t *c, const hs_http1_request_t *h, size_t head_len)
+{
+    if (SSL_version(c->ssl) == TLS1_3_VERSION || (!h->chunked && h->content_length <= 0))
+        return 1;
+    return !h->chunked && hs__buf_pending(&c->plain_in) - head_len >= (uint64_t)h->content_length;
+}
+
+/* The prefix's IIS sslFlags against what the connection has (reference 4.3). Returns a 403
+ * reject, HS_REJECT_NONE, or WAIT_FOR_CERT after asking the client for a certificate. */
+static int check_ssl_flags(hs_conn_t *c, int flags, const hs_http1_request_t *h, size_t head_len)
+{
+    if ((flags & HS_SSL_FLAG_SSL) && !c->is_tls)
+        return HS_REJECT_SSL_REQUIRED;
+    if (!c->is_tls)
+        return HS_REJECT_NONE;
+    if ((flags & HS_SSL_FLAG_SSL128) && hs__clientcert_cipher_bits(c) < 128)
+        return HS_REJECT_SSL128_REQUIRED;
+    if (!(flags & (HS_SSL_FLAG_NEGOTIATE_CERT | HS_SSL_FLAG_REQUIRE_CERT)))
+        return HS_REJECT_NONE;
+    if (c->cert_status == HS_CERT_NONE && !c->cert_asked) {
+        c->cert_asked = 1; /* once per connection, whatever the client makes of it */
+        if (can_renegotiate(c, h, head_len) && hs__clientcert_request(c) == HS_OK)
+            return WAIT_FOR_CERT;
+    }
+    if (!(flags & HS_SSL_FLAG_REQUIRE_CERT))
+        return HS_REJECT_NONE; /* SslNegotiateCert alone: whatever was presented */
+    switch (c->cert_status) {
+    case HS_CERT_NONE:
+        return HS_REJECT_CERT_REQUIRED;
+    case HS_CERT_OK:
+        return HS_REJECT_NONE;
+    case HS_CERT_REVOKED:
+    case HS_CERT_REVOCATION_UNKNOWN:
+        return HS_REJECT_CERT_REVOKED;
+    case HS_CERT_EXPIRED:
+        return HS_REJECT_CERT_EXPIRED;
+    default:
+        return HS_REJECT_CERT_UNTRUSTED;
+    }
+}
+
 /* A complete head was parsed: route it, hand it to its queue, set up the body. Returns the
- * reject to answer with, or HS_REJECT_NONE. */
-static int start_request(hs_conn_t *c, const hs_http1_request_t *h)
+ * reject to answer with, HS_REJECT_NONE, or WAIT_FOR_CERT (the head stays unconsumed). */
+static int start_request(hs_conn_t *c, const hs_http1_request_t *h, size_t head_len)
 {
     routed_t rt = {0};
     if (!h->chunked && h->content_length < 0 && needs_length(h->method))
@@ -344,6 +406,16 @@ static int start_request(hs_conn_t *c, const hs_http1_request_t *h)
     int reject = route(c, h, &rt);
     if (reject != HS_REJECT_NONE)
         return reject;
+    reject = check_ssl_flags(c, rt.queue->ssl_flags, h, head_len);
+    if (reject != HS_REJECT_NONE) {
+        free(rt.path);
+        hs_queue_release(rt.queue);
+        if (reject == WAIT_FOR_CERT) {
+            c->state = HS_CONN_WAIT_CERT;
+            c->deadline = c->loop->now_ms + CERT_WAIT_MS;
+        }
+        return reject;
+    }
     hs_request_t *r = make_request(c, h, &rt);
     free(rt.path);
     if (r == NULL) {
@@ -391,13 +463,16 @@ static void read_head(hs_conn_t *c)
         send_reject(c, h.reject, 1);
         return;
     }
-    int reject = start_request(c, &h);
+    int reject = start_request(c, &h, (size_t)n);
+    if (reject == WAIT_FOR_CERT)
+        return; /* parsed again once the certificate (or the deadline) comes */
     hs__buf_consume(&c->plain_in, (size_t)n);
     if (reject != HS_REJECT_NONE) {
         /* The body of a refused request would be read as the next head: keep the connection
-         * only when there is none. */
+         * only when there is none, and only for answers about the resource (404, 403.x). */
         int has_body = h.chunked || h.content_length > 0;
-        int keep = reject == HS_REJECT_NOT_FOUND && !has_body && (h.minor_version >= 1 ? !h.conn_close : h.conn_keepalive);
+        int resource = reject == HS_REJECT_NOT_FOUND || hs__status_row(reject)->status == 403;
+        int keep = resource && !has_body && (h.minor_version >= 1 ? !h.conn_close : h.conn_keepalive);
         send_reject(c, reject, !keep);
         if (keep)
             c->deadline = c->loop->now_ms + idle_ms(c);
@@ -492,10 +567,32 @@ static void process(hs_conn_t *c)
             if (!c->closed && c->state == before)
                 return;
             break;
-        default: /* HANDSHAKE, WAIT_APP, CLOSING: nothing to parse now */
+        default: /* HANDSHAKE, WAIT_APP, WAIT_CERT, CLOSING: nothing to parse now */
             return;
         }
     }
+}
+
+/* The client answered our certificate request (or the wait ran out): settle the status; the
+ * waiting head is then parsed again, now with what the connection has. */
+static void cert_settle(hs_conn_t *c)
+{
+    c->cert_waiting = 0;
+    c->cert_done = 0;
+    SSL_set_msg_callback(c->ssl, NULL);
+    if (SSL_get0_peer_certificate(c->ssl) != NULL && c->cert_status == HS_CERT_NONE)
+        c->cert_status = HS_CERT_OK;
+    c->state = HS_CONN_READ_HEAD;
+    c->deadline = c->loop->now_ms + header_wait_ms(c);
+    c->last_len = 0;
+}
+
+static void cert_answered(hs_conn_t *c)
+{
+    cert_settle(c);
+    process(c);
+    if (!c->closed)
+        flush(c);
 }
 
 /* ---- events ------------------------------------------------------------------------------ */
@@ -569,6 +666,9 @@ void hs__conn_on_readable(hs_conn_t *c)
     if (c->state == HS_CONN_HANDSHAKE && SSL_is_init_finished(c->ssl)) {
         c->state = HS_CONN_READ_HEAD;
         c->deadline = c->loop->now_ms + header_wait_ms(c);
+        hs__clientcert_handshake_done(c);
+    } else if (c->state == HS_CONN_WAIT_CERT && c->cert_done) {
+        cert_settle(c); /* process() below parses the waiting head again */
     }
     process(c);
     if (c->closed)

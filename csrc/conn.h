@@ -23,6 +23,8 @@ enum hs_conn_state {
     HS_CONN_READ_BODY,     /* a request is with the app and its body is still arriving */
     HS_CONN_WAIT_APP,      /* the whole request is read; the response is being produced */
     HS_CONN_DRAIN,         /* the response is done; the rest of the body is read and dropped */
+    HS_CONN_WAIT_CERT,     /* a request head waits (unconsumed) for the client certificate we
+                              asked for after the handshake */
     HS_CONN_CLOSING,       /* flush what is queued, then close */
     HS_CONN_STATE_COUNT
 };
@@ -66,6 +68,13 @@ typedef struct hs_conn {
     unsigned hup : 1;        /* epoll saw the peer's FIN or an error: read until recv() says so */
     unsigned must_linger : 1; /* the client may still be sending: linger before closing */
     unsigned lingering : 1;  /* write side shut; reading and dropping until EOF or deadline */
+    unsigned cert_asked : 1;   /* a certificate was asked for (handshake or afterwards) */
+    unsigned cert_waiting : 1; /* asked after the handshake; the answer has not arrived */
+    unsigned cert_done : 1;    /* the client's Finished of that answer arrived */
+    uint8_t cert_status;       /* enum hs_cert_status */
+    long cert_code;            /* X509_V_ERR_* of the first failure */
+    char *cert_env;            /* the client certificate's environ pairs (clientcert.c) */
+    size_t cert_env_len;
     uint64_t deadline;       /* ms on the loop clock when the current wait expires (0: none) */
 
     char local_ip[48], peer_ip[48];

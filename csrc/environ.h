@@ -20,6 +20,8 @@ typedef struct hs_environ_src {
     const char *tls_version; /* NULL for plain connections */
     const char *tls_cipher;
     const char *tls_sni; /* the ClientHello's server name, NULL if none */
+    const char *extra;   /* more key/value pairs laid out already (the client certificate) */
+    size_t extra_len;
 } hs_environ_src_t;
 
 /* Returns a malloc'd block and its length in *len, or NULL when out of memory. */

@@ -20,6 +20,7 @@ SOURCES = [
     "route.c",
     "bindings.c",
     "tls.c",
+    "clientcert.c",
     "conn.c",
     "loop.c",
     "queue.c",

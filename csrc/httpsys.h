@@ -49,8 +49,33 @@ enum hs_binding_flags {
     HS_BINDING_DISABLE_TLS12 = 1,
     HS_BINDING_DISABLE_TLS13 = 2,
     HS_BINDING_NO_SESSION_TICKETS = 4,
-    HS_BINDING_REJECT = 8
+    HS_BINDING_REJECT = 8,
+    HS_BINDING_NEGOTIATE_CLIENT_CERT = 16, /* clientcertnegotiation=enable */
+    HS_BINDING_NO_REVOCATION_CHECK = 32,   /* verifyclientcertrevocation=disable */
+    HS_BINDING_REVOCATION_CACHED_ONLY = 64, /* verifyrevocationwithcachedclientcertonly=enable */
+    HS_BINDING_NO_USAGE_CHECK = 128        /* usagecheck=disable */
 };
+
+/* IIS sslFlags of a URL prefix (system.webServer/security/access@sslFlags, same numbers). */
+enum hs_ssl_flags {
+    HS_SSL_FLAG_SSL = 8,                /* Ssl: plain HTTP gets 403.4 */
+    HS_SSL_FLAG_NEGOTIATE_CERT = 32,    /* SslNegotiateCert: ask for a certificate */
+    HS_SSL_FLAG_REQUIRE_CERT = 64,      /* SslRequireCert: none 403.7, invalid 403.13/16/17 */
+    HS_SSL_FLAG_MAP_CERT = 128,         /* SslMapCert */
+    HS_SSL_FLAG_SSL128 = 256            /* Ssl128: a cipher under 128 bits gets 403.5 */
+};
+
+/* Everything about a binding beyond its certificate and key. */
+typedef struct hs_sslcert_options {
+    int flags;                          /* enum hs_binding_flags */
+    int session_tickets;                /* TLS 1.3 tickets per handshake; -1: the default (1) */
+    const char *trusted_ca_pem;         /* client-certificate trust list (PEM), NULL for none */
+    size_t trusted_ca_len;
+    const unsigned char *crls_der;      /* DER CRLs laid end to end, NULL for none */
+    size_t crls_len;
+    uint32_t revocation_freshness_s;    /* revocationfreshnesstime */
+    uint32_t url_retrieval_timeout_ms;  /* urlretrievaltimeout */
+} hs_sslcert_options_t;
 
 /* Flags of hs_request_respond / hs_request_write. */
 enum hs_send_flags {
@@ -85,18 +110,17 @@ int hs_server_start(hs_server_t *s, char *err, size_t errlen);
 void hs_server_stop(hs_server_t *s);
 void hs_server_free(hs_server_t *s);
 
-/* Bindings: ip is "0.0.0.0" for the wildcard. cert_pem is the chain, leaf first.
- * session_tickets: TLS 1.3 tickets sent after each handshake (-1: the default, 1). */
+/* Bindings: ip is "0.0.0.0" for the wildcard. cert_pem is the chain, leaf first. */
 int hs_server_set_sslcert(hs_server_t *s, const char *ip, int port, const char *cert_pem,
-                          size_t cert_len, const char *key_pem, size_t key_len, int flags,
-                          int session_tickets, char *err, size_t errlen);
+                          size_t cert_len, const char *key_pem, size_t key_len,
+                          const hs_sslcert_options_t *opts, char *err, size_t errlen);
 int hs_server_delete_sslcert(hs_server_t *s, const char *ip, int port);
 
 /* SNI bindings (netsh hostnameport=): chosen by the ClientHello's server name on that port; a
  * hello without a matching name falls back to the ipport binding, or fails without one. */
 int hs_server_set_sslcert_sni(hs_server_t *s, const char *host, int port, const char *cert_pem,
-                              size_t cert_len, const char *key_pem, size_t key_len, int flags,
-                              int session_tickets, char *err, size_t errlen);
+                              size_t cert_len, const char *key_pem, size_t key_len,
+                              const hs_sslcert_options_t *opts, char *err, size_t errlen);
 int hs_server_delete_sslcert_sni(hs_server_t *s, const char *host, int port);
 
 /* Open client connections over all I/O threads (servicestate). */
@@ -111,6 +135,8 @@ hs_queue_t *hs_queue_new(hs_server_t *s, uint32_t limit);
 void hs_queue_shutdown(hs_queue_t *q);
 void hs_queue_release(hs_queue_t *q);
 uint32_t hs_queue_length(hs_queue_t *q);
+/* The IIS sslFlags (enum hs_ssl_flags) of the prefix this queue serves: set before add_url. */
+void hs_queue_set_ssl_flags(hs_queue_t *q, int ssl_flags);
 int hs_server_add_url(hs_server_t *s, const char *prefix, size_t len, hs_queue_t *q);
 int hs_server_remove_url(hs_server_t *s, const char *prefix, size_t len);
 

@@ -311,6 +311,11 @@ hs_queue_t *hs_queue_new(hs_server_t *s, uint32_t limit)
     return q;
 }
 
+void hs_queue_set_ssl_flags(hs_queue_t *q, int ssl_flags)
+{
+    q->ssl_flags = ssl_flags;
+}
+
 void hs__queue_ref(hs_queue_t *q)
 {
     atomic_fetch_add_explicit(&q->refs, 1, memory_order_relaxed);

@@ -29,6 +29,7 @@ typedef struct hs_queue {
     int waiters;
     int signal_pending; /* a loop will wake a worker at the end of its batch */
     int shutdown;
+    int ssl_flags; /* the prefix's IIS sslFlags: set before it is routable, read-only after */
 } hs_queue_t;
 
 typedef struct hs_chunk {

@@ -163,18 +163,17 @@ static int valid_ip(const char *ip)
 /* Builds the context (on the caller's thread, once per binding change, never per connection)
  * and installs it under kind/name:port. */
 static int set_binding(hs_server_t *s, int kind, const char *name, int port, const char *cert_pem,
-                       size_t cert_len, const char *key_pem, size_t key_len, int flags,
-                       int session_tickets, char *err, size_t errlen)
+                       size_t cert_len, const char *key_pem, size_t key_len,
+                       const hs_sslcert_options_t *o, char *err, size_t errlen)
 {
-    if (session_tickets > 16) {
-        snprintf(err, errlen, "session tickets: %d is more than 16", session_tickets);
+    if (o->session_tickets > 16) {
+        snprintf(err, errlen, "session tickets: %d is more than 16", o->session_tickets);
         return HS_RESULT_INVALID_PARAMETER;
     }
-    SSL_CTX *ctx = hs__tls_ctx_new(cert_pem, cert_len, key_pem, key_len, flags, session_tickets,
-                                   err, errlen);
+    SSL_CTX *ctx = hs__tls_ctx_new(cert_pem, cert_len, key_pem, key_len, o, err, errlen);
     if (ctx == NULL)
         return HS_RESULT_INVALID_PARAMETER;
-    int rc = hs__bindings_set(&s->bindings, kind, name, port, ctx, flags);
+    int rc = hs__bindings_set(&s->bindings, kind, name, port, ctx, o->flags);
     if (rc != 0) {
         snprintf(err, errlen, rc == -EINVAL ? "the name is too long" : "out of memory");
         return rc == -EINVAL ? HS_RESULT_INVALID_PARAMETER : HS_RESULT_SYSTEM;
@@ -183,15 +182,15 @@ static int set_binding(hs_server_t *s, int kind, const char *name, int port, con
 }
 
 int hs_server_set_sslcert(hs_server_t *s, const char *ip, int port, const char *cert_pem,
-                          size_t cert_len, const char *key_pem, size_t key_len, int flags,
-                          int session_tickets, char *err, size_t errlen)
+                          size_t cert_len, const char *key_pem, size_t key_len,
+                          const hs_sslcert_options_t *opts, char *err, size_t errlen)
 {
     if (!valid_ip(ip) || port < 1 || port > 65535) {
         snprintf(err, errlen, "ipport: %s:%d is not a valid IP address and port", ip, port);
         return HS_RESULT_INVALID_PARAMETER;
     }
-    return set_binding(s, HS_BIND_IP, ip, port, cert_pem, cert_len, key_pem, key_len, flags,
-                       session_tickets, err, errlen);
+    return set_binding(s, HS_BIND_IP, ip, port, cert_pem, cert_len, key_pem, key_len, opts, err,
+                       errlen);
 }
 
 int hs_server_delete_sslcert(hs_server_t *s, const char *ip, int port)
@@ -216,15 +215,15 @@ static int valid_host(const char *host)
 }
 
 int hs_server_set_sslcert_sni(hs_server_t *s, const char *host, int port, const char *cert_pem,
-                              size_t cert_len, const char *key_pem, size_t key_len, int flags,
-                              int session_tickets, char *err, size_t errlen)
+                              size_t cert_len, const char *key_pem, size_t key_len,
+                              const hs_sslcert_options_t *opts, char *err, size_t errlen)
 {
     if (!valid_host(host) || port < 1 || port > 65535) {
         snprintf(err, errlen, "hostnameport: %s:%d is not a valid host name and port", host, port);
         return HS_RESULT_INVALID_PARAMETER;
     }
-    return set_binding(s, HS_BIND_HOST, host, port, cert_pem, cert_len, key_pem, key_len, flags,
-                       session_tickets, err, errlen);
+    return set_binding(s, HS_BIND_HOST, host, port, cert_pem, cert_len, key_pem, key_len, opts, err,
+                       errlen);
 }
 
 int hs_server_delete_sslcert_sni(hs_server_t *s, const char *host, int port)

@@ -57,6 +57,28 @@ static const hs_status_row_t rows[HS_REJECT_COUNT] = {
                                 "The request has an invalid line ending.", "Invalid_CR/LF"},
     [HS_REJECT_APP_OFFLINE] = {503, 0, "Service Unavailable", "Service Unavailable",
                                "Service Unavailable", "The service is unavailable.", "AppOffline"},
+    /* IIS's 403 substatus answers; the texts are IIS's names for them (reference 4.2). */
+    [HS_REJECT_SSL_REQUIRED] = {403, 4, "Forbidden", "Forbidden", "Forbidden - SSL required",
+                                "SSL is required to view this resource.", "SSL_Required"},
+    [HS_REJECT_SSL128_REQUIRED] = {403, 5, "Forbidden", "Forbidden", "Forbidden - SSL 128 required",
+                                   "SSL 128 is required to view this resource.", "SSL128_Required"},
+    [HS_REJECT_CERT_REQUIRED] = {403, 7, "Forbidden", "Forbidden",
+                                 "Forbidden - Client certificate required",
+                                 "A client certificate is required to view this resource.",
+                                 "ClientCert_Required"},
+    [HS_REJECT_CERT_REVOKED] = {403, 13, "Forbidden", "Forbidden",
+                                "Forbidden - Client certificate revoked",
+                                "The client certificate has been revoked, or its revocation "
+                                "status could not be determined.",
+                                "ClientCert_Revoked"},
+    [HS_REJECT_CERT_UNTRUSTED] = {403, 16, "Forbidden", "Forbidden",
+                                  "Forbidden - Client certificate is untrusted or invalid",
+                                  "The client certificate is untrusted or invalid.",
+                                  "ClientCert_Untrusted"},
+    [HS_REJECT_CERT_EXPIRED] = {403, 17, "Forbidden", "Forbidden",
+                                "Forbidden - Client certificate has expired or is not yet valid",
+                                "The client certificate has expired or is not yet valid.",
+                                "ClientCert_Expired"},
 };
 
 const hs_status_row_t *hs__status_row(int reject)
@@ -73,15 +95,19 @@ static const char body_fmt[] =
     "<HTML><HEAD><TITLE>%s</TITLE>\r\n"
     "<META HTTP-EQUIV=\"Content-Type\" Content=\"text/html; charset=us-ascii\"></HEAD>\r\n"
     "<BODY><h2>%s</h2>\r\n"
-    "<hr><p>HTTP Error %d. %s</p>\r\n"
+    "<hr><p>HTTP Error %s. %s</p>\r\n"
     "</BODY></HTML>\r\n";
 
 size_t hs__status_response(int reject, int close, const char *date, char *out, size_t cap)
 {
     const hs_status_row_t *row = hs__status_row(reject);
-    char body[1024];
-    int blen = snprintf(body, sizeof(body), body_fmt, row->title, row->heading, row->status,
-                        row->text);
+    char body[1024], code[16];
+    /* IIS writes the substatus into the page: "HTTP Error 403.7." */
+    if (row->substatus)
+        snprintf(code, sizeof(code), "%d.%d", row->status, row->substatus);
+    else
+        snprintf(code, sizeof(code), "%d", row->status);
+    int blen = snprintf(body, sizeof(body), body_fmt, row->title, row->heading, code, row->text);
     if (blen < 0 || (size_t)blen >= sizeof(body))
         return 0;
     int n = snprintf(out, cap,

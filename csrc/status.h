@@ -28,7 +28,14 @@ enum hs_reject {
     HS_REJECT_BAD_NUMBER = 16,      /* 400: Number (bad Content-Length or chunk size) */
     HS_REJECT_INVALID_CRLF = 17,    /* 400: Invalid_CR/LF (bare CR) */
     HS_REJECT_APP_OFFLINE = 18,     /* 503: AppOffline (queue closed with the request pending) */
-    HS_REJECT_COUNT = 19
+    /* IIS sslFlags answers (reference 4.2): 403 with a substatus. */
+    HS_REJECT_SSL_REQUIRED = 19,    /* 403.4: plain HTTP to an Ssl prefix */
+    HS_REJECT_SSL128_REQUIRED = 20, /* 403.5: cipher under 128 bits with Ssl128 */
+    HS_REJECT_CERT_REQUIRED = 21,   /* 403.7: SslRequireCert and no certificate */
+    HS_REJECT_CERT_REVOKED = 22,    /* 403.13: revoked, or revocation unknown */
+    HS_REJECT_CERT_UNTRUSTED = 23,  /* 403.16: untrusted chain or wrong usage */
+    HS_REJECT_CERT_EXPIRED = 24,    /* 403.17: expired or not yet valid */
+    HS_REJECT_COUNT = 25
 };
 
 typedef struct hs_status_row {

@@ -25,6 +25,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include "clientcert.h"
 #include "conn.h"
 #include "httpsys.h"
 #include "loop.h"
@@ -209,8 +210,7 @@ static int configure(SSL_CTX *ctx, int flags, int session_tickets)
 }
 
 SSL_CTX *hs__tls_ctx_new(const char *cert_pem, size_t cert_len, const char *key_pem,
-                         size_t key_len, int flags, int session_tickets, char *err,
-                         size_t errlen)
+                         size_t key_len, const hs_sslcert_options_t *o, char *err, size_t errlen)
 {
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -218,12 +218,13 @@ SSL_CTX *hs__tls_ctx_new(const char *cert_pem, size_t cert_len, const char *key_
         consume_errors("SSL_CTX_new failed", err, errlen);
         return NULL;
     }
-    if (configure(ctx, flags, session_tickets) != 0) {
+    if (configure(ctx, o->flags, o->session_tickets) != 0) {
         consume_errors("flags: cannot configure TLS (both TLS 1.2 and 1.3 disabled?)", err, errlen);
         goto fail;
     }
     if (load_chain(ctx, cert_pem, cert_len, err, errlen) != 0 ||
-        load_key(ctx, key_pem, key_len, err, errlen) != 0)
+        load_key(ctx, key_pem, key_len, err, errlen) != 0 ||
+        hs__clientcert_configure(ctx, o, err, errlen) != 0)
         goto fail;
     return ctx;
 fail:

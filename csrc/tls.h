@@ -12,11 +12,13 @@
 
 struct hs_conn;
 
+#include "httpsys.h"
+
 /* Builds the server context for a binding: TLS 1.2+ only, Mozilla "intermediate" ciphers and
- * groups, no client-initiated renegotiation, session tickets. Returns NULL with err filled. */
+ * groups, no client-initiated renegotiation, session tickets, the client certificate policy.
+ * Returns NULL with err filled. */
 SSL_CTX *hs__tls_ctx_new(const char *cert_pem, size_t cert_len, const char *key_pem,
-                         size_t key_len, int flags, int session_tickets, char *err,
-                         size_t errlen);
+                         size_t key_len, const hs_sslcert_options_t *o, char *err, size_t errlen);
 
 /* Attaches a new SSL object for ctx to the connection. Returns 0 or -ENOMEM. */
 int hs__tls_attach(struct hs_conn *c, SSL_CTX *ctx);

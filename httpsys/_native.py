@@ -6,6 +6,7 @@ keeps the lifetime of C handles explicit. The rest of the package sees typed wra
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ._core import ffi, lib
@@ -43,6 +44,39 @@ def _errbuf() -> Any:
     return ffi.new("char[]", 512)
 
 
+@dataclass(frozen=True)
+class BindingOptions:
+    """Everything about a binding beyond its certificate and key (hs_sslcert_options_t)."""
+
+    flags: int = 0
+    session_tickets: int = -1
+    trusted_ca_pem: bytes = b""
+    crls_der: bytes = b""  # DER CRLs laid end to end
+    revocation_freshness_s: int = 0
+    url_retrieval_timeout_ms: int = 0
+
+    def as_c(self) -> tuple[Any, list[Any]]:
+        """The C struct, and the buffers it points into (keep them alive across the call)."""
+        o = ffi.new("hs_sslcert_options_t *")
+        o.flags = self.flags
+        o.session_tickets = self.session_tickets
+        keep = [ffi.from_buffer(self.trusted_ca_pem), ffi.from_buffer(self.crls_der)]
+        o.trusted_ca_pem = ffi.cast("const char *", keep[0]) if self.trusted_ca_pem else ffi.NULL
+        o.trusted_ca_len = len(self.trusted_ca_pem)
+        o.crls_der = ffi.cast("const unsigned char *", keep[1]) if self.crls_der else ffi.NULL
+        o.crls_len = len(self.crls_der)
+        o.revocation_freshness_s = self.revocation_freshness_s
+        o.url_retrieval_timeout_ms = self.url_retrieval_timeout_ms
+        return o, keep
+
+
+def _binding_param(err: Any) -> str:
+    """The option a binding error is about: the core starts its message with the name."""
+    text = ffi.string(err).decode("utf-8", "replace")
+    name = text.split(":", 1)[0]
+    return name if name in ("trusted_ca_pem", "crls", "key_pem", "flags") else "cert_chain_pem"
+
+
 class NativeQueue:
     """A C request queue. Owned by one URL registration of a Server."""
 
@@ -51,6 +85,9 @@ class NativeQueue:
         if handle == ffi.NULL:
             raise MemoryError("hs_queue_new")
         self.handle: Any = handle
+
+    def set_ssl_flags(self, flags: int) -> None:
+        lib.hs_queue_set_ssl_flags(self.handle, flags)
 
     def shutdown(self) -> None:
         lib.hs_queue_shutdown(self.handle)
@@ -107,19 +144,21 @@ class NativeServer:
             lib.hs_server_free(self.handle)
             self.handle = None
 
-    def set_sslcert(self, ip: str, port: int, cert: bytes, key: bytes, flags: int,
-                    session_tickets: int = -1) -> None:
+    def set_sslcert(self, ip: str, port: int, cert: bytes, key: bytes, opts: BindingOptions) -> None:
         err = _errbuf()
-        check(lib.hs_server_set_sslcert(self.handle, ip.encode(), port, cert, len(cert), key, len(key),
-                                        flags, session_tickets, err, 512),
-              f"cannot bind a certificate to {ip}:{port}", err, param="cert_chain_pem")
+        c_opts, keep = opts.as_c()
+        rc = lib.hs_server_set_sslcert(self.handle, ip.encode(), port, cert, len(cert), key, len(key), c_opts,
+                                       err, 512)
+        del keep
+        check(rc, f"cannot bind a certificate to {ip}:{port}", err, param=_binding_param(err))
 
-    def set_sslcert_sni(self, host: str, port: int, cert: bytes, key: bytes, flags: int,
-                        session_tickets: int = -1) -> None:
+    def set_sslcert_sni(self, host: str, port: int, cert: bytes, key: bytes, opts: BindingOptions) -> None:
         err = _errbuf()
-        check(lib.hs_server_set_sslcert_sni(self.handle, host.encode("ascii"), port, cert, len(cert), key,
-                                            len(key), flags, session_tickets, err, 512),
-              f"cannot bind a certificate to {host}:{port}", err, param="cert_chain_pem")
+        c_opts, keep = opts.as_c()
+        rc = lib.hs_server_set_sslcert_sni(self.handle, host.encode("ascii"), port, cert, len(cert), key,
+                                           len(key), c_opts, err, 512)
+        del keep
+        check(rc, f"cannot bind a certificate to {host}:{port}", err, param=_binding_param(err))
 
     def delete_sslcert_sni(self, host: str, port: int) -> None:
         check(lib.hs_server_delete_sslcert_sni(self.handle, host.encode("ascii"), port),

@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from . import urlprefix, wsgi
-from ._native import NativeQueue, NativeServer, lib
+from ._native import BindingOptions, NativeQueue, NativeServer, lib
 from .errors import InvalidParameterError, NotFoundError
 
 log = logging.getLogger("httpsys")
@@ -27,11 +30,49 @@ TIMEOUTS = {
 #: HTTP.sys's value for a timeout never set (seconds).
 DEFAULT_TIMEOUT = 120
 
+# Options that set a core flag when true, and the ones that set it when false.
 _FLAG_NAMES = {
     "disabletls12": lib.HS_BINDING_DISABLE_TLS12,
     "disabletls13": lib.HS_BINDING_DISABLE_TLS13,
     "reject": lib.HS_BINDING_REJECT,
+    "clientcertnegotiation": lib.HS_BINDING_NEGOTIATE_CLIENT_CERT,
+    "verifyrevocationwithcachedclientcertonly": lib.HS_BINDING_REVOCATION_CACHED_ONLY,
 }
+_NEGATED_FLAG_NAMES = {
+    "enablesessionticket": lib.HS_BINDING_NO_SESSION_TICKETS,
+    "verifyclientcertrevocation": lib.HS_BINDING_NO_REVOCATION_CHECK,
+    "usagecheck": lib.HS_BINDING_NO_USAGE_CHECK,
+}
+
+#: IIS sslFlags names (system.webServer/security/access@sslFlags) → the core's bits.
+SSL_FLAGS = {
+    "none": 0,
+    "ssl": lib.HS_SSL_FLAG_SSL,
+    "sslnegotiatecert": lib.HS_SSL_FLAG_NEGOTIATE_CERT,
+    "sslrequirecert": lib.HS_SSL_FLAG_REQUIRE_CERT,
+    "sslmapcert": lib.HS_SSL_FLAG_MAP_CERT,
+    "ssl128": lib.HS_SSL_FLAG_SSL128,
+}
+
+
+def parse_ssl_flags(text: str | None) -> int:
+    """``"Ssl,SslNegotiateCert,SslRequireCert"`` (IIS spelling; comma or comma-space separated,
+    any case) → the core's bits. InvalidParameterError names an unknown flag."""
+    if text is None:
+        return 0
+    if not isinstance(text, str):
+        raise InvalidParameterError(f"ssl_flags must be a string such as 'Ssl,SslRequireCert', not {text!r}",
+                                    param="ssl_flags")
+    bits = 0
+    for name in (part.strip() for part in text.split(",")):
+        if name.lower() not in SSL_FLAGS:
+            raise InvalidParameterError(
+                f"ssl_flags: unknown flag {name!r} (known: None, Ssl, SslNegotiateCert, SslRequireCert, "
+                f"SslMapCert, Ssl128)", param="ssl_flags")
+        bits |= SSL_FLAGS[name.lower()]
+    if bits & lib.HS_SSL_FLAG_REQUIRE_CERT:
+        bits |= lib.HS_SSL_FLAG_NEGOTIATE_CERT  # IIS: Require is used with Negotiate
+    return bits
 
 
 @dataclass
@@ -93,15 +134,25 @@ class Server:
         """Binds a certificate chain (leaf first) and its key to ``ip:port``; replaces a binding
         that exists. Live: new connections use it, open ones keep the certificate they have.
 
-        Options the core acts on: ``disabletls12``, ``disabletls13``, ``reject`` (bools),
-        ``enablesessionticket`` (default True) and ``sessiontickets`` (TLS 1.3 tickets sent per
-        handshake, 0-16, default 1). Raises InvalidParameterError for a malformed ipport,
-        certificate or key.
+        Options (netsh names): ``disabletls12``, ``disabletls13``, ``reject`` (bools),
+        ``enablesessionticket`` (default True), ``sessiontickets`` (TLS 1.3 tickets sent per
+        handshake, 0-16, default 1), and for client certificates:
+
+        - ``clientcertnegotiation`` (False): ask for a certificate in the handshake;
+        - ``trusted_ca_pem`` (None): concatenated PEM certificates that client certificates
+          must chain to (roots and intermediates); their subjects are the CA names sent;
+        - ``crls`` (()): PEM or DER CRLs of those CAs, checked on every handshake;
+        - ``verifyclientcertrevocation`` (True), ``verifyrevocationwithcachedclientcertonly``
+          (False), ``usagecheck`` (True: clientAuth EKU required), ``revocationfreshnesstime``
+          (seconds, 0), ``urlretrievaltimeout`` (ms, 0).
+
+        A certificate that fails verification does not fail the handshake: the URL prefix's
+        ``ssl_flags`` decide (403.13/16/17). Raises InvalidParameterError naming the bad
+        parameter (ipport, certificate, key, trusted_ca_pem, crls, an option).
         """
         ip, port = urlprefix.parse_ipport(ipport)
-        flags, tickets = _binding_options(options)
         self._native.set_sslcert(ip, port, _as_bytes(cert_chain_pem, "cert_chain_pem"),
-                                 _as_bytes(key_pem, "key_pem"), flags, tickets)
+                                 _as_bytes(key_pem, "key_pem"), _binding_options(options))
 
     def delete_sslcert(self, ipport: str) -> None:
         """Removes the binding of ``ip:port``; new handshakes there fail. NotFoundError if none."""
@@ -116,9 +167,8 @@ class Server:
         Same options as set_sslcert(); live like it.
         """
         host, port = urlprefix.parse_hostnameport(hostnameport)
-        flags, tickets = _binding_options(options)
         self._native.set_sslcert_sni(host, port, _as_bytes(cert_chain_pem, "cert_chain_pem"),
-                                     _as_bytes(key_pem, "key_pem"), flags, tickets)
+                                     _as_bytes(key_pem, "key_pem"), _binding_options(options))
 
     def delete_sslcert_sni(self, hostnameport: str) -> None:
         """Removes a ``hostname:port`` binding. NotFoundError if none."""
@@ -127,16 +177,24 @@ class Server:
 
     # ---- applications ----------------------------------------------------------------------
 
-    def add_app(self, url_prefix: str, app: Any) -> None:
+    def add_app(self, url_prefix: str, app: Any, ssl_flags: str | None = None) -> None:
         """Registers a WSGI application at a UrlPrefix such as ``https://+:8443/api/``.
+
+        ``ssl_flags`` is IIS's sslFlags for the prefix, e.g. ``"Ssl,SslNegotiateCert,SslRequireCert"``:
+        the core answers 403.4 (plain HTTP to ``Ssl``), 403.5 (``Ssl128``, weak cipher), 403.7
+        (``SslRequireCert``, no certificate), 403.13/16/17 (revoked, untrusted, expired). When the
+        binding did not ask for a certificate in the handshake, ``SslNegotiateCert`` asks for one
+        when a request arrives (TLS 1.3 post-handshake auth, TLS 1.2 renegotiation).
 
         Opens the prefix's port on the iplisten addresses if it is not open yet. Raises
         InvalidParameterError for a malformed prefix and AlreadyExistsError (183) when it is
         already registered.
         """
         prefix = urlprefix.parse(url_prefix)
+        flags = parse_ssl_flags(ssl_flags)
         with self._lock:
             queue = NativeQueue(self._native, self._queue_limit)
+            queue.set_ssl_flags(flags)
             try:
                 self._native.add_url(str(prefix), queue)
             except BaseException:
@@ -288,21 +346,44 @@ class Server:
             return [str(r.prefix) for r in self._apps.values()]
 
 
-def _binding_options(options: Mapping[str, Any]) -> tuple[int, int]:
-    """The core's binding flags and ticket count from set_sslcert's keyword options."""
-    flags, tickets = 0, -1
+def _uint(name: str, value: Any, top: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
+        raise InvalidParameterError(f"{name} must be an int 0-{top}, not {value!r}", param=name)
+    return value
+
+
+def _binding_options(options: Mapping[str, Any]) -> BindingOptions:
+    """The core's binding options from set_sslcert's keyword options."""
+    flags, tickets, trusted, crls, fresh, fetch = 0, -1, b"", b"", 0, 0
     for name, value in options.items():
         if name == "sessiontickets":
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 16:
-                raise InvalidParameterError(f"sessiontickets must be 0-16, not {value!r}", param=name)
-            tickets = value
-        elif name == "enablesessionticket":
-            flags |= 0 if value else lib.HS_BINDING_NO_SESSION_TICKETS
+            tickets = _uint(name, value, 16)
+        elif name in _NEGATED_FLAG_NAMES:
+            flags |= 0 if value else _NEGATED_FLAG_NAMES[name]
         elif name in _FLAG_NAMES:
             flags |= _FLAG_NAMES[name] if value else 0
+        elif name == "trusted_ca_pem":
+            trusted = b"" if value is None else _as_bytes(value, name)
+        elif name == "crls":
+            crls = b"".join(_crl_der(c, i) for i, c in enumerate(value or (), 1))
+        elif name == "revocationfreshnesstime":
+            fresh = _uint(name, value, 0xFFFFFFFF)
+        elif name == "urlretrievaltimeout":
+            fetch = _uint(name, value, 0xFFFFFFFF)
         else:
             raise InvalidParameterError(f"unknown sslcert option {name!r}", param=name)
-    return flags, tickets
+    return BindingOptions(flags, tickets, trusted, crls, fresh, fetch)
+
+
+def _crl_der(crl: Any, nth: int) -> bytes:
+    """One CRL given as PEM or DER → DER (the core takes DER CRLs laid end to end)."""
+    data = _as_bytes(crl, "crls")
+    if data.lstrip().startswith(b"-----BEGIN"):
+        try:
+            return x509.load_pem_x509_crl(data).public_bytes(Encoding.DER)
+        except ValueError as exc:
+            raise InvalidParameterError(f"crls: CRL {nth} is not a PEM CRL: {exc}", param="crls") from None
+    return data
 
 
 def _key(prefix: urlprefix.UrlPrefix) -> str:

@@ -129,6 +129,9 @@ def build_environ(block: bytes, base: dict[str, Any]) -> dict[str, Any]:
     environ = base.copy()
     parts = iter(block.decode("latin-1").split("\0"))
     environ.update(zip(parts, parts))
+    flags = environ.get("httpsys.client_cert_error")
+    if flags is not None:  # TLS connections: HTTP.sys's CertFlags status, 0 when verified or none
+        environ["httpsys.client_cert_error"] = int(flags)
     return environ
 
 

@@ -25,6 +25,20 @@ EXPECTED = {
     lib.HS_REJECT_BAD_NUMBER: (400, "Bad Request", "Number"),
     lib.HS_REJECT_INVALID_CRLF: (400, "Bad Request", "Invalid_CR/LF"),
     lib.HS_REJECT_APP_OFFLINE: (503, "Service Unavailable", "AppOffline"),
+    lib.HS_REJECT_SSL_REQUIRED: (403, "Forbidden - SSL required", "SSL_Required"),
+    lib.HS_REJECT_SSL128_REQUIRED: (403, "Forbidden - SSL 128 required", "SSL128_Required"),
+    lib.HS_REJECT_CERT_REQUIRED: (403, "Forbidden - Client certificate required", "ClientCert_Required"),
+    lib.HS_REJECT_CERT_REVOKED: (403, "Forbidden - Client certificate revoked", "ClientCert_Revoked"),
+    lib.HS_REJECT_CERT_UNTRUSTED: (403, "Forbidden - Client certificate is untrusted or invalid",
+                                   "ClientCert_Untrusted"),
+    lib.HS_REJECT_CERT_EXPIRED: (403, "Forbidden - Client certificate has expired or is not yet valid",
+                                 "ClientCert_Expired"),
+}
+
+# IIS substatus codes of the 403 answers (reference 4.2).
+SUBSTATUS = {
+    lib.HS_REJECT_SSL_REQUIRED: 4, lib.HS_REJECT_SSL128_REQUIRED: 5, lib.HS_REJECT_CERT_REQUIRED: 7,
+    lib.HS_REJECT_CERT_REVOKED: 13, lib.HS_REJECT_CERT_UNTRUSTED: 16, lib.HS_REJECT_CERT_EXPIRED: 17,
 }
 
 
@@ -40,3 +54,4 @@ def test_rows_match_httpsys_answers() -> None:
     for reject, (code, heading, httperr) in EXPECTED.items():
         row = rows[reject]
         assert (row.status, row.heading, row.httperr) == (code, heading, httperr), reject
+        assert row.substatus == SUBSTATUS.get(reject, 0), reject
