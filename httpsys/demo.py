@@ -8,11 +8,19 @@ from typing import Any
 
 _KEYS = ("SERVER_PROTOCOL", "SSL_PROTOCOL", "SSL_CIPHER", "SSL_TLS_SNI", "SERVER_NAME", "SERVER_PORT",
          "REMOTE_ADDR", "REMOTE_PORT", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "HTTP_USER_AGENT")
+# Shown when the client presented a certificate (a binding with clientcertnegotiation=enable).
+_CLIENT_KEYS = ("SSL_CLIENT_VERIFY", "SSL_CLIENT_S_DN", "SSL_CLIENT_I_DN", "SSL_CLIENT_M_SERIAL",
+                "SSL_CLIENT_V_START", "SSL_CLIENT_V_END")
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(environ.get(k, '')))}</td></tr>" for k in _KEYS)
-    client = environ.get("SSL_CLIENT_VERIFY", "NONE (no client certificate)")
+    if "SSL_CLIENT_CERT" in environ:
+        rows += "".join(f"<tr><th>{k}</th><td>{html.escape(str(environ.get(k, '')))}</td></tr>"
+                        for k in _CLIENT_KEYS)
+        client = "presented (above)"
+    else:
+        client = "none presented"
     body = (
         "<!DOCTYPE html><html><head><title>httpsys demo</title></head><body>"
         "<h1>httpsys is serving this page</h1>"

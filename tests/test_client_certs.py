@@ -322,3 +322,15 @@ def test_unknown_ssl_flags_are_refused(server: Callable[..., Any], flags: Any) -
         run.srv.add_app(f"https://+:{run.port}/x/", show_cert, ssl_flags=flags)
     assert exc.value.param == "ssl_flags"
     assert run.srv.prefixes == []
+
+
+def test_the_demo_page_shows_the_client_certificate(server: Callable[..., Any], mtls: MtlsPKI) -> None:
+    from httpsys import demo
+
+    run = server(cert=None)
+    bind(run, mtls)
+    run.srv.add_app(f"https://+:{run.port}/", demo.app)
+    page = fetch(run.port, "/", mtls.client_context(mtls.client)).body.decode()
+    assert mtls.client.cert.subject.rfc4514_string() in page
+    assert "SUCCESS" in page
+    assert "none presented" in fetch(run.port, "/", mtls.client_context(None)).body.decode()
