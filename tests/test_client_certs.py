@@ -334,3 +334,32 @@ def test_the_demo_page_shows_the_client_certificate(server: Callable[..., Any], 
     assert mtls.client.cert.subject.rfc4514_string() in page
     assert "SUCCESS" in page
     assert "none presented" in fetch(run.port, "/", mtls.client_context(None)).body.decode()
+
+
+def echo_body(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [environ.get("SSL_CLIENT_VERIFY", "").encode() + b" " + body]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_on_demand_with_a_request_body(server: Callable[..., Any], mtls: MtlsPKI, version: str) -> None:
+    run = start(server, mtls, negotiate=False)
+    run.srv.add_app(f"https://+:{run.port}/echo/", echo_body, ssl_flags=REQUIRE)
+    ctx = mtls.client_context(mtls.client, version, post_handshake_auth=True)
+    with clients.tls_socket(run.port, context=ctx) as sock:
+        sock.sendall(b"POST /echo/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello")
+        resp = clients.read_response(sock, bytearray())
+    assert (resp.status, resp.body) == (200, b"SUCCESS hello")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_curl_on_demand(server: Callable[..., Any], mtls: MtlsPKI, version: str) -> None:
+    """curl answers a TLS 1.2 renegotiation and offers TLS 1.3 post-handshake auth."""
+    run = start(server, mtls, negotiate=False)
+    r = clients.curl(["-sS", f"--tlsv{version}", "--tls-max", version, "--cacert", str(mtls.root.cert_file),
+                      "--resolve", f"localhost:{run.port}:127.0.0.1", "--cert", str(mtls.client.chain_file),
+                      "--key", str(mtls.client.key_file), f"https://localhost:{run.port}/req/"])
+    assert r.returncode == 0, r.stderr
+    env = json.loads(r.stdout)
+    assert (env["SSL_CLIENT_VERIFY"], env["SSL_PROTOCOL"]) == ("SUCCESS", f"TLSv{version}")
