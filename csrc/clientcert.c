@@ -32,6 +32,9 @@
 #include "clientcert.h"
 #include "conn.h"
 #include "crl.h"
+#include "crlfetch.h"
+#include "loop.h"
+#include "server.h"
 
 typedef struct hs_cc_policy {
     int flags;
@@ -39,6 +42,7 @@ typedef struct hs_cc_policy {
     uint32_t retrieval_ms;
     size_t n_crls;
     hs_crl_index_t **crls; /* one per issuer, the newest given */
+    STACK_OF(X509) *cas;   /* the trust list: issuers of fetched CRLs when no chain is at hand */
 } hs_cc_policy_t;
 
 static int policy_index = -1;
@@ -51,6 +55,7 @@ static void policy_free(hs_cc_policy_t *p)
     for (size_t i = 0; i < p->n_crls; i++)
         hs__crl_index_free(p->crls[i]);
     free(p->crls);
+    sk_X509_pop_free(p->cas, X509_free);
     free(p);
 }
 
@@ -130,6 +135,16 @@ static void record(hs_conn_t *c, int status, long code)
         return;
     c->cert_status = (uint8_t)status;
     c->cert_code = code;
+    free(c->cert_env); /* built before the verdict changed */
+    c->cert_env = NULL;
+}
+
+static X509 *issuer_of(STACK_OF(X509) *cas, const X509_NAME *name)
+{
+    for (int i = 0; i < sk_X509_num(cas); i++)
+        if (X509_NAME_cmp(X509_get_subject_name(sk_X509_value(cas, i)), name) == 0)
+            return sk_X509_value(cas, i);
+    return NULL;
 }
 
 /* ---- revocation -------------------------------------------------------------------------- */
@@ -142,20 +157,56 @@ static const hs_crl_index_t *crl_for(const hs_cc_policy_t *p, const X509_NAME *i
     return NULL;
 }
 
-/* HS_CERT_OK, HS_CERT_REVOKED or HS_CERT_REVOCATION_UNKNOWN for one certificate. A certificate
- * whose issuer has no CRL loaded is good unless it names a distribution point, which says a CRL
- * exists that we do not have (reference 4.6: unknown means 403.13, fail closed). An expired CRL
- * is no answer either. */
-static int revocation(const hs_cc_policy_t *p, X509 *cert, long *code)
+/* A fetch of the certificate's CRL is on its way (internal to this file and conn.c's wait). */
+#define CERT_PENDING 100
+
+/* Whether a CRL given with the binding answers for now: within its nextUpdate and, with
+ * revocationfreshnesstime, young enough. */
+static int answers(const hs_cc_policy_t *p, const hs_crl_index_t *ix, int64_t now)
 {
+    return ix != NULL && hs__crl_is_fresh(ix, now) &&
+           (p->freshness_s == 0 || now - hs__crl_this_update(ix) <= (int64_t)p->freshness_s);
+}
+
+/* HS_CERT_OK, HS_CERT_REVOKED, HS_CERT_REVOCATION_UNKNOWN or CERT_PENDING for one certificate
+ * (issuer: the next one up the verified chain, NULL when not at hand).
+ * 1. The binding's CRL for the issuer, when it answers for now.
+ * 2. Otherwise the CRL fetched from the certificate's http distribution point (fetched now if
+ *    need be, never with verifyrevocationwithcachedclientcertonly).
+ * 3. Otherwise the binding's CRL while its nextUpdate has not passed, even if older than
+ *    revocationfreshnesstime; none, or an expired one, means unknown for a certificate that names
+ *    a distribution point (reference 4.6: 403.13, fail closed). A certificate without one and
+ *    without a CRL of its issuer is good: nothing says a CRL exists. */
+static int revocation(hs_conn_t *c, const hs_cc_policy_t *p, X509 *cert, X509 *issuer, long *code)
+{
+    int64_t now = (int64_t)time(NULL);
     const hs_crl_index_t *ix = crl_for(p, X509_get_issuer_name(cert));
+    char url[1024];
+    int has_cdp = X509_get_ext_by_NID(cert, NID_crl_distribution_points, -1) >= 0;
+    if (!answers(p, ix, now) && has_cdp && !(p->flags & HS_BINDING_REVOCATION_CACHED_ONLY) &&
+        hs__crl_http_url(cert, url, sizeof(url))) {
+        if (issuer == NULL)
+            issuer = issuer_of(p->cas, X509_get_issuer_name(cert));
+        switch (hs__crlcache_check(&c->loop->server->crl_cache, url, cert, issuer, p->retrieval_ms,
+                                   p->freshness_s, now, c->loop->now_ms)) {
+        case HS_FETCH_GOOD:
+            return HS_CERT_OK;
+        case HS_FETCH_REVOKED:
+            *code = X509_V_ERR_CERT_REVOKED;
+            return HS_CERT_REVOKED;
+        case HS_FETCH_PENDING:
+            return CERT_PENDING;
+        default:
+            break; /* failed: what the binding has, if anything */
+        }
+    }
     if (ix == NULL) {
-        if (X509_get_ext_by_NID(cert, NID_crl_distribution_points, -1) < 0)
+        if (!has_cdp)
             return HS_CERT_OK;
         *code = X509_V_ERR_UNABLE_TO_GET_CRL;
         return HS_CERT_REVOCATION_UNKNOWN;
     }
-    if (!hs__crl_is_fresh(ix, (int64_t)time(NULL))) {
+    if (!hs__crl_is_fresh(ix, now)) {
         *code = X509_V_ERR_CRL_HAS_EXPIRED;
         return HS_CERT_REVOCATION_UNKNOWN;
     }
@@ -164,6 +215,22 @@ static int revocation(const hs_cc_policy_t *p, X509 *cert, long *code)
         return HS_CERT_REVOKED;
     }
     return HS_CERT_OK;
+}
+
+/* Checks one certificate and records the outcome. After the wait for a fetch ran out
+ * (c->crl_gave_up), a fetch still pending counts as unknown. */
+static void check_revocation(hs_conn_t *c, const hs_cc_policy_t *p, X509 *cert, X509 *issuer)
+{
+    long code = 0;
+    int st = revocation(c, p, cert, issuer, &code);
+    if (st == CERT_PENDING && c->crl_gave_up) {
+        st = HS_CERT_REVOCATION_UNKNOWN;
+        code = X509_V_ERR_UNABLE_TO_GET_CRL;
+    }
+    if (st == CERT_PENDING)
+        c->crl_pending = 1;
+    else if (st != HS_CERT_OK)
+        record(c, st, code);
 }
 
 /* ---- verification ------------------------------------------------------------------------ */
@@ -186,12 +253,8 @@ static int on_verify(int ok, X509_STORE_CTX *xs)
         STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(xs);
         int depth = X509_STORE_CTX_get_error_depth(xs);
         /* The top of the chain is the trust anchor: nothing above it issues a CRL for it. */
-        if (chain != NULL && depth + 1 < sk_X509_num(chain)) {
-            long code = 0;
-            int st = revocation(p, sk_X509_value(chain, depth), &code);
-            if (st != HS_CERT_OK)
-                record(c, st, code);
-        }
+        if (chain != NULL && depth + 1 < sk_X509_num(chain))
+            check_revocation(c, p, sk_X509_value(chain, depth), sk_X509_value(chain, depth + 1));
     }
     X509_STORE_CTX_set_error(xs, c->cert_status > HS_CERT_OK ? (int)c->cert_code : X509_V_OK);
     return 1;
@@ -214,20 +277,43 @@ void hs__clientcert_handshake_done(hs_conn_t *c)
     }
     if (SSL_session_reused(c->ssl)) {
         const hs_cc_policy_t *p = policy_of(c->ssl);
-        long v = SSL_get_verify_result(c->ssl), code = 0;
+        long v = SSL_get_verify_result(c->ssl);
         c->cert_status = HS_CERT_NONE;
         if (v != X509_V_OK)
             record(c, classify(v), v);
         if (expired(peer))
             record(c, HS_CERT_EXPIRED, X509_V_ERR_CERT_HAS_EXPIRED);
-        if (p != NULL && !(p->flags & HS_BINDING_NO_REVOCATION_CHECK)) {
-            int st = revocation(p, peer, &code);
-            if (st != HS_CERT_OK)
-                record(c, st, code);
-        }
+        if (p != NULL && !(p->flags & HS_BINDING_NO_REVOCATION_CHECK))
+            check_revocation(c, p, peer, NULL);
     }
     if (c->cert_status == HS_CERT_NONE)
         c->cert_status = HS_CERT_OK;
+}
+
+/* ---- CRLs being fetched ------------------------------------------------------------------- */
+
+void hs__clientcert_recheck(hs_conn_t *c)
+{
+    const hs_cc_policy_t *p = policy_of(c->ssl);
+    c->crl_pending = 0;
+    if (p == NULL)
+        return;
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(c->ssl);
+    X509 *peer = SSL_get0_peer_certificate(c->ssl);
+    int n = chain != NULL ? sk_X509_num(chain) : 0;
+    if (n >= 2) {
+        for (int i = 0; i + 1 < n; i++)
+            check_revocation(c, p, sk_X509_value(chain, i), sk_X509_value(chain, i + 1));
+    } else if (peer != NULL) {
+        check_revocation(c, p, peer, NULL); /* a resumed session: the leaf is all we have */
+    }
+}
+
+uint64_t hs__clientcert_fetch_wait_ms(hs_conn_t *c)
+{
+    const hs_cc_policy_t *p = policy_of(c->ssl);
+    uint32_t t = p != NULL && p->retrieval_ms ? p->retrieval_ms : HS_FETCH_DEFAULT_TIMEOUT_MS;
+    return (uint64_t)t + 1000; /* the fetcher's own timeout ends first */
 }
 
 /* ---- certificates asked for after the handshake ------------------------------------------ */
@@ -322,14 +408,6 @@ nomem:
     ERR_clear_error();
     snprintf(err, errlen, "trusted_ca_pem: cannot load (out of memory?)");
     return -1;
-}
-
-static X509 *issuer_of(STACK_OF(X509) *cas, const X509_NAME *name)
-{
-    for (int i = 0; i < sk_X509_num(cas); i++)
-        if (X509_NAME_cmp(X509_get_subject_name(sk_X509_value(cas, i)), name) == 0)
-            return sk_X509_value(cas, i);
-    return NULL;
 }
 
 /* Checks one CRL's signature against its issuer in the trust list: an index is only trusted
@@ -433,7 +511,7 @@ int hs__clientcert_configure(SSL_CTX *ctx, const hs_sslcert_options_t *o, char *
         rc = load_trust(ctx, o, cas, err, errlen);
     if (rc == 0 && o->crls_len > 0)
         rc = load_crls(p, o, cas, err, errlen);
-    sk_X509_pop_free(cas, X509_free);
+    p->cas = cas;
     if (rc != 0 || SSL_CTX_set_ex_data(ctx, policy_index, p) != 1) {
         policy_free(p);
         ERR_clear_error();

@@ -46,6 +46,14 @@ int hs__clientcert_request(struct hs_conn *c);
  * NUL-terminated key/value pairs. Built once per connection and certificate; owned by c. */
 const char *hs__clientcert_environ(struct hs_conn *c, size_t *len);
 
+/* A CRL fetch this connection's verdict waits for has ended (or the wait ran out, with
+ * c->crl_gave_up set): checks the chain's revocation again; c->crl_pending says whether a fetch
+ * is still outstanding. */
+void hs__clientcert_recheck(struct hs_conn *c);
+
+/* How long a request waits for a CRL fetch: the binding's urlretrievaltimeout and a margin. */
+uint64_t hs__clientcert_fetch_wait_ms(struct hs_conn *c);
+
 /* Key bits of the negotiated cipher (for Ssl128). */
 int hs__clientcert_cipher_bits(struct hs_conn *c);
 

@@ -43,7 +43,8 @@ static uint64_t idle_ms(const hs_conn_t *c)
 }
 
 const char *const hs_conn_state_names[HS_CONN_STATE_COUNT] = {
-    "HANDSHAKE", "READ_HEAD", "READ_BODY", "WAIT_APP", "DRAIN", "WAIT_CERT", "CLOSING",
+    "HANDSHAKE", "READ_HEAD", "READ_BODY", "WAIT_APP", "DRAIN", "WAIT_CERT", "WAIT_CRL",
+    "CLOSING",
 };
 
 static int plain_read(hs_conn_t *c)
@@ -209,6 +210,7 @@ static void start_closing(hs_conn_t *c, int linger)
 }
 
 static void cert_answered(hs_conn_t *c);
+static void resume_head(hs_conn_t *c);
 
 void hs__conn_check_deadline(hs_conn_t *c, uint64_t now_ms)
 {
@@ -216,6 +218,11 @@ void hs__conn_check_deadline(hs_conn_t *c, uint64_t now_ms)
         return;
     if (c->state == HS_CONN_WAIT_CERT) {
         cert_answered(c); /* no certificate in time: the request goes on without one */
+        return;
+    }
+    if (c->state == HS_CONN_WAIT_CRL) {
+        c->crl_gave_up = 1; /* no CRL in time: revocation unknown (403.13) */
+        resume_head(c);
         return;
     }
     hs__conn_close(c);
@@ -350,8 +357,9 @@ static hs_request_t *make_request(hs_conn_t *c, const hs_http1_request_t *h, rou
     return r;
 }
 
-/* What start_request() returns while the head waits for a client certificate. */
+/* What start_request() returns while the head waits for a client certificate, or for a CRL. */
 #define WAIT_FOR_CERT (-1)
+#define WAIT_FOR_CRL (-2)
 
 /* Whether a TLS 1.2 renegotiation may run now: the client would interleave body bytes with the
  * new handshake, so the whole body must already be here (reference 4.7). */
@@ -378,6 +386,11 @@ static int check_ssl_flags(hs_conn_t *c, int flags, const hs_http1_request_t *h,
         c->cert_asked = 1; /* once per connection, whatever the client makes of it */
         if (can_renegotiate(c, h, head_len) && hs__clientcert_request(c) == HS_OK)
             return WAIT_FOR_CERT;
+    }
+    if (c->crl_pending) {
+        hs__clientcert_recheck(c); /* the fetch may have ended since the handshake */
+        if (c->crl_pending)
+            return WAIT_FOR_CRL;
     }
     if (!(flags & HS_SSL_FLAG_REQUIRE_CERT))
         return HS_REJECT_NONE; /* SslNegotiateCert alone: whatever was presented */
@@ -413,6 +426,9 @@ static int start_request(hs_conn_t *c, const hs_http1_request_t *h, size_t head_
         if (reject == WAIT_FOR_CERT) {
             c->state = HS_CONN_WAIT_CERT;
             c->deadline = c->loop->now_ms + CERT_WAIT_MS;
+        } else if (reject == WAIT_FOR_CRL) {
+            c->state = HS_CONN_WAIT_CRL;
+            c->deadline = c->loop->now_ms + hs__clientcert_fetch_wait_ms(c);
         }
         return reject;
     }
@@ -464,8 +480,8 @@ static void read_head(hs_conn_t *c)
         return;
     }
     int reject = start_request(c, &h, (size_t)n);
-    if (reject == WAIT_FOR_CERT)
-        return; /* parsed again once the certificate (or the deadline) comes */
+    if (reject == WAIT_FOR_CERT || reject == WAIT_FOR_CRL)
+        return; /* parsed again once the certificate or CRL (or the deadline) comes */
     hs__buf_consume(&c->plain_in, (size_t)n);
     if (reject != HS_REJECT_NONE) {
         /* The body of a refused request would be read as the next head: keep the connection
@@ -567,7 +583,7 @@ static void process(hs_conn_t *c)
             if (!c->closed && c->state == before)
                 return;
             break;
-        default: /* HANDSHAKE, WAIT_APP, WAIT_CERT, CLOSING: nothing to parse now */
+        default: /* HANDSHAKE, WAIT_APP, WAIT_CERT, WAIT_CRL, CLOSING: nothing to parse now */
             return;
         }
     }
@@ -587,12 +603,30 @@ static void cert_settle(hs_conn_t *c)
     c->last_len = 0;
 }
 
-static void cert_answered(hs_conn_t *c)
+/* Parses the head that waited for a certificate or a CRL again. */
+static void resume_head(hs_conn_t *c)
 {
-    cert_settle(c);
+    c->state = HS_CONN_READ_HEAD;
+    c->deadline = c->loop->now_ms + header_wait_ms(c);
+    c->last_len = 0;
     process(c);
     if (!c->closed)
         flush(c);
+}
+
+static void cert_answered(hs_conn_t *c)
+{
+    cert_settle(c);
+    resume_head(c);
+}
+
+void hs__conn_crl_news(hs_conn_t *c)
+{
+    if (c->closed || c->state != HS_CONN_WAIT_CRL)
+        return;
+    hs__clientcert_recheck(c);
+    if (!c->crl_pending)
+        resume_head(c);
 }
 
 /* ---- events ------------------------------------------------------------------------------ */

@@ -25,6 +25,7 @@ enum hs_conn_state {
     HS_CONN_DRAIN,         /* the response is done; the rest of the body is read and dropped */
     HS_CONN_WAIT_CERT,     /* a request head waits (unconsumed) for the client certificate we
                               asked for after the handshake */
+    HS_CONN_WAIT_CRL,      /* a request head waits (unconsumed) for a CRL being fetched */
     HS_CONN_CLOSING,       /* flush what is queued, then close */
     HS_CONN_STATE_COUNT
 };
@@ -71,6 +72,8 @@ typedef struct hs_conn {
     unsigned cert_asked : 1;   /* a certificate was asked for (handshake or afterwards) */
     unsigned cert_waiting : 1; /* asked after the handshake; the answer has not arrived */
     unsigned cert_done : 1;    /* the client's Finished of that answer arrived */
+    unsigned crl_pending : 1;  /* the verdict waits for a CRL fetch (crlfetch.h) */
+    unsigned crl_gave_up : 1;  /* that wait ran out: a fetch still pending means unknown */
     uint8_t cert_status;       /* enum hs_cert_status */
     long cert_code;            /* X509_V_ERR_* of the first failure */
     char *cert_env;            /* the client certificate's environ pairs (clientcert.c) */
@@ -89,6 +92,8 @@ void hs__conn_on_writable(hs_conn_t *c);
 /* The worker changed the request (response data, body consumed, finished). */
 void hs__conn_on_request_update(hs_conn_t *c);
 void hs__conn_close(hs_conn_t *c);
+/* A CRL fetch ended (any of them): a connection waiting for one looks again. */
+void hs__conn_crl_news(hs_conn_t *c);
 /* The loop's once-a-second sweep: closes the connection if its deadline passed. */
 void hs__conn_check_deadline(hs_conn_t *c, uint64_t now_ms);
 

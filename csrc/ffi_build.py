@@ -21,6 +21,7 @@ SOURCES = [
     "bindings.c",
     "tls.c",
     "clientcert.c",
+    "crlfetch.c",
     "conn.c",
     "loop.c",
     "queue.c",

@@ -123,6 +123,18 @@ int hs_server_set_sslcert_sni(hs_server_t *s, const char *host, int port, const 
                               const hs_sslcert_options_t *opts, char *err, size_t errlen);
 int hs_server_delete_sslcert_sni(hs_server_t *s, const char *host, int port);
 
+/* CRLs fetched from certificates' distribution points: a fetcher thread (Python, which owns the
+ * network client) waits up to wait_ms for a URL; 1 with url (NUL-terminated) and the binding's
+ * urlretrievaltimeout in ms, 0 when there is nothing to fetch. It answers with the DER it got,
+ * or der == NULL when the fetch failed; a CRL whose signature does not verify against the
+ * certificate's issuer is refused (HS_RESULT_INVALID_PARAMETER, err says why). */
+int hs_server_crl_next_fetch(hs_server_t *s, int wait_ms, char *url, size_t cap,
+                             uint32_t *timeout_ms);
+int hs_server_crl_fetched(hs_server_t *s, const char *url, const unsigned char *der, size_t len,
+                          char *err, size_t errlen);
+/* Makes hs_server_crl_next_fetch return 0 at once from now on (before the server is freed). */
+void hs_server_crl_fetch_shutdown(hs_server_t *s);
+
 /* Open client connections over all I/O threads (servicestate). */
 uint32_t hs_server_connections(hs_server_t *s);
 

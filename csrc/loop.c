@@ -97,6 +97,16 @@ void hs__loop_post(hs_loop_t *l, hs_request_t *r)
         wake(l);
 }
 
+void hs__loop_crl_news(hs_loop_t *l)
+{
+    pthread_mutex_lock(&l->lock);
+    l->crl_news = 1;
+    int need_wake = atomic_load_explicit(&l->parked, memory_order_relaxed);
+    pthread_mutex_unlock(&l->lock);
+    if (need_wake)
+        wake(l);
+}
+
 void hs__loop_add_listener(hs_loop_t *l, int fd, int tls)
 {
     hs_listen_sock_t *ls = calloc(1, sizeof(*ls));
@@ -213,6 +223,8 @@ static void run_commands(hs_loop_t *l)
     pthread_mutex_lock(&l->lock);
     hs_request_t *posted = l->posted;
     hs_listen_sock_t *adds = l->add_socks;
+    int crl_news = l->crl_news;
+    l->crl_news = 0;
     l->posted = NULL;
     l->add_socks = NULL;
     for (hs_request_t *r = posted; r != NULL; r = r->post_next)
@@ -249,6 +261,10 @@ static void run_commands(hs_loop_t *l)
             break;
         }
     }
+    for (hs_conn_t *c = crl_news ? l->conns : NULL, *next; c != NULL; c = next) {
+        next = c->next;
+        hs__conn_crl_news(c);
+    }
     while (posted != NULL) {
         hs_request_t *r = posted;
         posted = r->post_next;
@@ -260,7 +276,8 @@ static void run_commands(hs_loop_t *l)
 
 static int has_commands(hs_loop_t *l)
 {
-    return l->posted != NULL || l->add_socks != NULL || l->n_close_fds > 0 || l->stop;
+    return l->posted != NULL || l->add_socks != NULL || l->n_close_fds > 0 || l->crl_news ||
+           l->stop;
 }
 
 static void sweep(hs_loop_t *l, uint64_t *next_sweep)

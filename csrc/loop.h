@@ -35,6 +35,7 @@ typedef struct hs_loop {
     int *close_fds;                /* listening fds to drop */
     size_t n_close_fds, cap_close_fds;
     atomic_int parked;             /* in epoll_wait: a poster must write wakefd */
+    int crl_news;                  /* a CRL fetch ended: waiting connections look again */
     int stop;
 
     hs_listen_sock_t *socks;       /* owned listening sockets (loop thread only) */
@@ -58,6 +59,8 @@ void hs__loop_post(hs_loop_t *l, struct hs_request *r);
 /* From any thread: hand a listening socket to the loop, or ask it to close one. */
 void hs__loop_add_listener(hs_loop_t *l, int fd, int tls);
 void hs__loop_close_listener(hs_loop_t *l, int fd);
+/* From any thread: a CRL fetch ended. */
+void hs__loop_crl_news(hs_loop_t *l);
 
 /* Loop thread: wake a worker of q once the current batch of events is done; takes over a
  * reference to q. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "httpsys.h"
@@ -46,6 +47,7 @@ hs_server_t *hs_server_new(int io_threads, char *err, size_t errlen)
     s->idle_ms = 120000;        /* HTTP.sys's defaults (reference 1.5) */
     s->header_wait_ms = 120000;
     hs__bindings_init(&s->bindings);
+    hs__crlcache_init(&s->crl_cache);
     pthread_mutex_init(&s->cfg_lock, NULL);
     s->routes = hs__route_new();
     for (int i = 0; i < io_threads; i++) {
@@ -94,6 +96,31 @@ int hs_server_set_limit(hs_server_t *s, int limit, uint64_t value)
     if (s->http_limits.max_request_bytes < s->http_limits.max_field_length)
         s->http_limits.max_field_length = s->http_limits.max_request_bytes;
     return HS_RESULT_OK;
+}
+
+int hs_server_crl_next_fetch(hs_server_t *s, int wait_ms, char *url, size_t cap,
+                             uint32_t *timeout_ms)
+{
+    return hs__crlcache_next(&s->crl_cache, wait_ms < 0 ? 0 : wait_ms, url, cap, timeout_ms);
+}
+
+void hs_server_crl_fetch_shutdown(hs_server_t *s)
+{
+    hs__crlcache_shutdown(&s->crl_cache);
+}
+
+int hs_server_crl_fetched(hs_server_t *s, const char *url, const unsigned char *der, size_t len,
+                          char *err, size_t errlen)
+{
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    uint64_t now_ms = (uint64_t)mono.tv_sec * 1000u + (uint64_t)mono.tv_nsec / 1000000u;
+    int rc = hs__crlcache_done(&s->crl_cache, url, der, len, (int64_t)time(NULL), now_ms, err,
+                               errlen);
+    /* Success or not, the requests waiting for this URL have their answer now. */
+    for (int i = 0; i < s->n_loops; i++)
+        hs__loop_crl_news(&s->loops[i]);
+    return rc == 0 ? HS_RESULT_OK : HS_RESULT_INVALID_PARAMETER;
 }
 
 int hs_server_set_timeout(hs_server_t *s, int timeout, uint32_t seconds)
@@ -147,6 +174,7 @@ void hs_server_free(hs_server_t *s)
     }
     hs__route_free(s->routes);
     hs__bindings_destroy(&s->bindings);
+    hs__crlcache_destroy(&s->crl_cache);
     pthread_mutex_destroy(&s->cfg_lock);
     free(s->loops);
     free(s);

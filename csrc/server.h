@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include "bindings.h"
+#include "crlfetch.h"
 #include "http1.h"
 #include "loop.h"
 #include "route.h"
@@ -24,6 +25,7 @@ struct hs_server {
     int started;
 
     hs_bindings_t bindings;
+    hs_crl_cache_t crl_cache; /* CRLs fetched from distribution points */
 
     pthread_mutex_t cfg_lock; /* guards routes and listeners */
     hs_route_table_t *routes;

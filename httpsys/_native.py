@@ -168,6 +168,24 @@ class NativeServer:
         check(lib.hs_server_delete_sslcert(self.handle, ip.encode(), port),
               f"no certificate is bound to {ip}:{port}", param="ipport")
 
+    def crl_next_fetch(self, wait_ms: int) -> tuple[str, int] | None:
+        """The next CRL distribution point to fetch and its timeout in ms, or None after wait_ms."""
+        url, timeout = ffi.new("char[]", 2048), ffi.new("uint32_t *")
+        if lib.hs_server_crl_next_fetch(self.handle, wait_ms, url, 2048, timeout) != 1:
+            return None
+        return ffi.string(url).decode("ascii", "replace"), int(timeout[0])
+
+    def crl_fetch_shutdown(self) -> None:
+        lib.hs_server_crl_fetch_shutdown(self.handle)
+
+    def crl_fetched(self, url: str, der: bytes | None) -> None:
+        """Hands a fetched CRL (DER) back, or None for a failed fetch."""
+        err = _errbuf()
+        raw = url.encode("ascii", "replace")
+        rc = lib.hs_server_crl_fetched(self.handle, raw, der if der is not None else ffi.NULL,
+                                       len(der or b""), err, 512)
+        check(rc, f"the CRL from {url} was refused", err, param="crl")
+
     def connections(self) -> int:
         return int(lib.hs_server_connections(self.handle)) if self.handle is not None else 0
 

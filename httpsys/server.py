@@ -110,6 +110,7 @@ class Server:
         self._started = False
         self._closed = threading.Event()
         self._control: Any = None  # httpsys.control.ControlServer, from start() to close()
+        self._fetcher: Any = None  # httpsys.crlfetch.CrlFetcher, from start() to close()
         for name, value in (limits or {}).items():
             self._native.set_limit(name, value)
 
@@ -259,6 +260,10 @@ class Server:
                 raise InvalidParameterError("the server is closed", param="server")
             self._native.start()
             self._started = True
+            from .crlfetch import CrlFetcher
+
+            self._fetcher = CrlFetcher(self._native)
+            self._fetcher.start()
             for reg in self._apps.values():
                 self._start_workers(reg)
             self._start_control()
@@ -297,6 +302,8 @@ class Server:
             self._apps.clear()
         for reg in regs:
             self._unregister(reg)
+        if self._fetcher is not None:
+            self._fetcher.stop()  # before the core it asks is freed
         self._native.free()
         self._closed.set()
 
