@@ -277,3 +277,18 @@ def server(
             errors.append(exc)
     if errors:
         raise errors[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Client certificates (mutual TLS)
+
+
+from mtls_pki import MtlsPKI  # here rather than at the top: this section was appended
+
+
+@pytest.fixture(scope="session")
+def mtls(tmp_path_factory: pytest.TempPathFactory) -> MtlsPKI:
+    """The mutual-TLS PKI of tests/mtls_pki.py: root, intermediate, server, client
+    certificates valid / expired / not yet valid / revoked / wrong EKU / foreign, and CRLs; the
+    files live in a session temp dir."""
+    return MtlsPKI(tmp_path_factory.mktemp("mtls"))
