@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib
+import ipaddress
 import logging
 import os
 import pwd
@@ -73,16 +74,47 @@ def _user_matches(user: str | None, names: set[str]) -> bool:
     return u in names or u.rsplit("\\", 1)[-1] in names or u.rsplit("\\", 1)[-1] == "everyone"
 
 
-def _covers(acl: urlprefix.UrlPrefix, prefix: urlprefix.UrlPrefix) -> bool:
-    return (acl.scheme == prefix.scheme and acl.host == prefix.host and acl.port == prefix.port
-            and prefix.path.lower().startswith(acl.path.lower()))
+def _same_host(a: str, b: str) -> bool:
+    """Explicit hosts compare case-insensitively; IP literals by address (``[::1]`` equals
+    ``[0:0::1]``)."""
+    if a.lower() == b.lower():
+        return True
+    try:
+        return ipaddress.ip_address(a.strip("[]")) == ipaddress.ip_address(b.strip("[]"))
+    except ValueError:
+        return False
+
+
+def reservation_specificity(acl: urlprefix.UrlPrefix,
+                            prefix: urlprefix.UrlPrefix) -> tuple[int, int] | None:
+    """How specifically the reservation ``acl`` covers the registration ``prefix``, or None when
+    it does not cover it. It covers it when the scheme and port are equal, the reservation's
+    path is a whole-segment prefix of the registration's (case-insensitive; both end in '/'),
+    and the host matches: ``+`` (strong wildcard) and ``*`` (weak wildcard) cover every host, an
+    explicit name or IP only itself. Larger is more specific: an explicit host beats ``+``, which
+    beats ``*`` (routing order, reference 2.3); then the longer path."""
+    if acl.scheme != prefix.scheme or acl.port != prefix.port:
+        return None
+    if not prefix.path.lower().startswith(acl.path.lower()):
+        return None
+    if acl.host == "+":
+        rank = 1
+    elif acl.host == "*":
+        rank = 0
+    elif _same_host(acl.host, prefix.host):
+        rank = 2
+    else:
+        return None
+    return rank, len(acl.path)
 
 
 def check_reservations(rows: list[tuple[str, str | None, int]],
                        prefix: urlprefix.UrlPrefix, names: set[str] | None = None) -> None:
     """Refuses (AccessDeniedError, ERROR_ACCESS_DENIED 5) to register ``prefix`` when urlacl
-    reservations ``(url, user, listen)`` cover its namespace and none lets the current user
-    listen there. Without a covering reservation anyone may register it."""
+    reservations ``(url, user, listen)`` cover its namespace and the most specific of them
+    (``reservation_specificity``) does not let the current user listen there: as in HTTP.sys,
+    that one reservation decides, not the others. Without a covering reservation anyone may
+    register it."""
     names = current_user_names() if names is None else names
     covering = []
     for url, user, listen in rows:
@@ -90,15 +122,21 @@ def check_reservations(rows: list[tuple[str, str | None, int]],
             acl = urlprefix.parse(url)
         except InvalidParameterError:
             continue
-        if _covers(acl, prefix):
-            covering.append((acl, user, listen))
-    if not covering or any(listen and _user_matches(user, names) for _, user, listen in covering):
+        rank = reservation_specificity(acl, prefix)
+        if rank is not None:
+            covering.append((rank, acl, user, listen))
+    if not covering:
         return
-    acl, user, _ = max(covering, key=lambda c: len(c[0].path))
+    best = max(rank for rank, _, _, _ in covering)
+    deciding = [(acl, user, listen) for rank, acl, user, listen in covering if rank == best]
+    if any(listen and _user_matches(user, names) for _, user, listen in deciding):
+        return
+    acl, user, listen = deciding[0]
+    why = f"reserved by the urlacl {acl} for user {user or '(sddl)'}"
+    why += " with listen=no" if _user_matches(user, names) else f", not for {min(names)}"
     raise AccessDeniedError(
         f"cannot register {prefix}: access denied (ERROR_ACCESS_DENIED, 5): its namespace is "
-        f"reserved by the urlacl {acl} for user {user or '(sddl)'}, not for "
-        f"{min(names)}; add a reservation for you with: "
+        f"{why}; add a reservation for you with: "
         f"httpsys http add urlacl url={prefix} user={min(names)}",
         param="url",
     )
