@@ -88,7 +88,7 @@ def _store_with_binding(tmp_path: Path, pki: Any, port: int) -> tuple[Store, dic
 def test_serve_uses_the_store_and_follows_it(run, tmp_path, pki, ca_file):
     port = free_port()
     store, thumbs = _store_with_binding(tmp_path, pki, port)
-    proc = run("serve", "--app", f"https://+:{port}/=httpsys.demo:app", "--workers", "2")
+    proc = run("serve", "--app", f"https://+:{port}/=httpsys.demo:app", "--threads", "2")
     try:
         proc.wait_listening(port)
         info: dict[str, Any] = {}
