@@ -58,13 +58,14 @@ def _parse_apps(specs: list[str]) -> list[tuple[urlprefix.UrlPrefix, str]]:
 
 
 def current_user_names() -> set[str]:
-    """The names the current user may appear under in a urlacl row's ``user``."""
-    names = {getpass.getuser()}
+    """The names the current user may appear under in a urlacl row's ``user``: the account
+    name of the real uid. Not ``getpass.getuser()``, which believes ``$USER`` and ``$LOGNAME``
+    (anyone could set USER=root to pass a reservation made for root); that only when the uid
+    has no account."""
     try:
-        names.add(pwd.getpwuid(os.getuid()).pw_name)
+        return {pwd.getpwuid(os.getuid()).pw_name.lower()}
     except KeyError:
-        pass
-    return {n.lower() for n in names}
+        return {getpass.getuser().lower()}
 
 
 def _user_matches(user: str | None, names: set[str]) -> bool:

@@ -210,7 +210,9 @@ def nobody_dir() -> Iterator[Path]:
 
 
 def _serve_as_nobody(store: Path, rundir: Path, prefix: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HTTPSYS_RUNTIME_DIR=str(rundir))
+    # $USER / $LOGNAME say root: the account of the uid, not the environment, is who asks.
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HTTPSYS_RUNTIME_DIR=str(rundir), USER="root",
+               LOGNAME="root")
     return subprocess.Popen(
         [sys.executable, "-c", _AS_NOBODY, "--store", str(store), "serve", "--app",
          f"{prefix}=httpsys.demo:app"],
