@@ -85,12 +85,19 @@ def _describe(status: int) -> str:
     return f"exited with status {code}"
 
 
+_stop_requested = False
+
+
 def _stop_on_first_signal(signum: int, frame: object) -> None:
     # In a worker: the first SIGTERM/SIGINT stops it (as in a single-process server); later ones
-    # (Ctrl-C reaches the whole process group, then the parent forwards SIGTERM) are ignored so
-    # that they cannot interrupt the shutdown.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # (Ctrl-C reaches the whole process group, then the parent forwards SIGTERM) do nothing, so
+    # that they cannot interrupt the shutdown. The handler stays installed: switching to SIG_IGN
+    # here makes Python report a signal that was already on its way ("ignored due to race
+    # condition").
+    global _stop_requested
+    if _stop_requested:
+        return
+    _stop_requested = True
     raise KeyboardInterrupt
 
 

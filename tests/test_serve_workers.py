@@ -54,11 +54,13 @@ class Serve:
             store.add_sslcert("ipport", f"0.0.0.0:{self.port}", thumb, APPID)
         self.procs: list[subprocess.Popen[str]] = []
 
-    def start(self, *args: str, app: str = "pidapp:app") -> subprocess.Popen[str]:
+    def start(self, *args: str, app: str = "pidapp:app",
+              new_session: bool = False) -> subprocess.Popen[str]:
         p = subprocess.Popen(
             [sys.executable, "-m", "httpsys", "--store", str(self.store), "serve", "--app",
              f"https://+:{self.port}/={app}", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, cwd=ROOT)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, cwd=ROOT,
+            start_new_session=new_session)
         self.procs.append(p)
         return p
 
@@ -151,6 +153,20 @@ def test_concurrent_requests(serve: Serve, ca_file: str) -> None:
     assert len(answered) == 400 and set(answered) == set(pids)
     rc, _, err = stop(p)
     assert rc == 0, err
+    assert gone(pids)
+
+
+def test_ctrl_c_to_the_process_group(serve: Serve, ca_file: str) -> None:
+    # A terminal's Ctrl-C reaches the parent and every worker at once; the parent forwards a
+    # SIGTERM on top. Everyone stops once, quietly.
+    p = serve.start("--workers", "2", new_session=True)
+    pids = serve.wait_sessions(2, p)
+    assert serve.get(ca_file) in pids
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "restarting" not in err, err
     assert gone(pids)
 
 
