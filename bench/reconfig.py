@@ -88,7 +88,7 @@ def main() -> int:
     else:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         proc = subprocess.Popen([sys.executable, "-m", "httpsys", "--store", str(path), "serve",
-                                 "--app", f"https://+:{port}/=httpsys.demo:app", "--workers", "1"],
+                                 "--app", f"https://+:{port}/=httpsys.demo:app", "--threads", "1"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

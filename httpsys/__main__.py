@@ -11,16 +11,18 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib
+import ipaddress
 import logging
 import os
 import pwd
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import cli, demo, urlprefix
+from . import cli, demo, urlprefix, workers
 from .errors import AccessDeniedError, HttpsysError, InvalidParameterError
 from .server import Server
 
@@ -56,13 +58,14 @@ def _parse_apps(specs: list[str]) -> list[tuple[urlprefix.UrlPrefix, str]]:
 
 
 def current_user_names() -> set[str]:
-    """The names the current user may appear under in a urlacl row's ``user``."""
-    names = {getpass.getuser()}
+    """The names the current user may appear under in a urlacl row's ``user``: the account
+    name of the real uid. Not ``getpass.getuser()``, which believes ``$USER`` and ``$LOGNAME``
+    (anyone could set USER=root to pass a reservation made for root); that only when the uid
+    has no account."""
     try:
-        names.add(pwd.getpwuid(os.getuid()).pw_name)
+        return {pwd.getpwuid(os.getuid()).pw_name.lower()}
     except KeyError:
-        pass
-    return {n.lower() for n in names}
+        return {getpass.getuser().lower()}
 
 
 def _user_matches(user: str | None, names: set[str]) -> bool:
@@ -73,16 +76,47 @@ def _user_matches(user: str | None, names: set[str]) -> bool:
     return u in names or u.rsplit("\\", 1)[-1] in names or u.rsplit("\\", 1)[-1] == "everyone"
 
 
-def _covers(acl: urlprefix.UrlPrefix, prefix: urlprefix.UrlPrefix) -> bool:
-    return (acl.scheme == prefix.scheme and acl.host == prefix.host and acl.port == prefix.port
-            and prefix.path.lower().startswith(acl.path.lower()))
+def _same_host(a: str, b: str) -> bool:
+    """Explicit hosts compare case-insensitively; IP literals by address (``[::1]`` equals
+    ``[0:0::1]``)."""
+    if a.lower() == b.lower():
+        return True
+    try:
+        return ipaddress.ip_address(a.strip("[]")) == ipaddress.ip_address(b.strip("[]"))
+    except ValueError:
+        return False
+
+
+def reservation_specificity(acl: urlprefix.UrlPrefix,
+                            prefix: urlprefix.UrlPrefix) -> tuple[int, int] | None:
+    """How specifically the reservation ``acl`` covers the registration ``prefix``, or None when
+    it does not cover it. It covers it when the scheme and port are equal, the reservation's
+    path is a whole-segment prefix of the registration's (case-insensitive; both end in '/'),
+    and the host matches: ``+`` (strong wildcard) and ``*`` (weak wildcard) cover every host, an
+    explicit name or IP only itself. Larger is more specific: an explicit host beats ``+``, which
+    beats ``*`` (routing order, reference 2.3); then the longer path."""
+    if acl.scheme != prefix.scheme or acl.port != prefix.port:
+        return None
+    if not prefix.path.lower().startswith(acl.path.lower()):
+        return None
+    if acl.host == "+":
+        rank = 1
+    elif acl.host == "*":
+        rank = 0
+    elif _same_host(acl.host, prefix.host):
+        rank = 2
+    else:
+        return None
+    return rank, len(acl.path)
 
 
 def check_reservations(rows: list[tuple[str, str | None, int]],
                        prefix: urlprefix.UrlPrefix, names: set[str] | None = None) -> None:
     """Refuses (AccessDeniedError, ERROR_ACCESS_DENIED 5) to register ``prefix`` when urlacl
-    reservations ``(url, user, listen)`` cover its namespace and none lets the current user
-    listen there. Without a covering reservation anyone may register it."""
+    reservations ``(url, user, listen)`` cover its namespace and the most specific of them
+    (``reservation_specificity``) does not let the current user listen there: as in HTTP.sys,
+    that one reservation decides, not the others. Without a covering reservation anyone may
+    register it."""
     names = current_user_names() if names is None else names
     covering = []
     for url, user, listen in rows:
@@ -90,15 +124,21 @@ def check_reservations(rows: list[tuple[str, str | None, int]],
             acl = urlprefix.parse(url)
         except InvalidParameterError:
             continue
-        if _covers(acl, prefix):
-            covering.append((acl, user, listen))
-    if not covering or any(listen and _user_matches(user, names) for _, user, listen in covering):
+        rank = reservation_specificity(acl, prefix)
+        if rank is not None:
+            covering.append((rank, acl, user, listen))
+    if not covering:
         return
-    acl, user, _ = max(covering, key=lambda c: len(c[0].path))
+    best = max(rank for rank, _, _, _ in covering)
+    deciding = [(acl, user, listen) for rank, acl, user, listen in covering if rank == best]
+    if any(listen and _user_matches(user, names) for _, user, listen in deciding):
+        return
+    acl, user, listen = deciding[0]
+    why = f"reserved by the urlacl {acl} for user {user or '(sddl)'}"
+    why += " with listen=no" if _user_matches(user, names) else f", not for {min(names)}"
     raise AccessDeniedError(
         f"cannot register {prefix}: access denied (ERROR_ACCESS_DENIED, 5): its namespace is "
-        f"reserved by the urlacl {acl} for user {user or '(sddl)'}, not for "
-        f"{min(names)}; add a reservation for you with: "
+        f"{why}; add a reservation for you with: "
         f"httpsys http add urlacl url={prefix} user={min(names)}",
         param="url",
     )
@@ -142,7 +182,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             iplisten = read_snapshot(store).iplisten
         for prefix, _ in apps:
             check_reservations(acl, prefix)
-    kwargs: dict[str, Any] = {"io_threads": args.io_threads, "workers": args.workers}
+    if args.workers > 1 and workers.current() is None:
+        # N processes: each worker runs this command again (store, reservations and all).
+        return workers.supervise(args.workers, lambda: _guarded("serve", lambda: cmd_serve(args)),
+                                 name="httpsys serve")
+    kwargs: dict[str, Any] = {"io_threads": args.io_threads, "workers": args.threads}
     if iplisten:
         kwargs["iplisten"] = iplisten
     srv = Server(**kwargs)
@@ -164,8 +208,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 srv.set_sslcert(f"0.0.0.0:{port}", cert, key)
         # Printed before start() (the ports already listen; connections wait in the backlog), so
         # the line is out before the first request can be answered.
+        me = workers.current()
         print(f"httpsys: serving {', '.join(srv.prefixes)}"
-              + (f" (bindings from the store {path})" if use_store else ""), flush=True)
+              + (f" (bindings from the store {path})" if use_store else "")
+              + (f" [worker {me.index + 1}/{me.count}, pid {os.getpid()}]" if me else ""),
+              flush=True)
         srv.start()
     except BaseException:
         if watcher is not None:
@@ -211,14 +258,25 @@ def _demo_binding(store_path: Path | None, port: int) -> tuple[Path, str | None]
         return store.path, thumb
 
 
+def _demo_banner(port: int, path: Path, cafile: Path | None) -> None:
+    print(f"httpsys demo: https://localhost:{port}/  (store {path})", flush=True)
+    if cafile is not None:
+        print(f"try: curl --cacert {cafile} https://localhost:{port}/", flush=True)
+    else:
+        print(f"try: curl -k https://localhost:{port}/", flush=True)
+    print(f"change it live: httpsys http update sslcert ipport=0.0.0.0:{port} "
+          f"certhash=THUMBPRINT appid={DEMO_APPID}", flush=True)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .certstore import CertStore
     from .store import Store
     from .watcher import StoreWatcher
 
     path, thumb = _demo_binding(Path(args.store) if args.store else None, args.port)
+    in_worker = workers.current() is not None  # the parent did the banner
     cafile = None
-    if thumb:
+    if thumb and not in_worker:
         with Store.open(path) as store:
             try:
                 pem = CertStore(store).export(thumb)
@@ -226,20 +284,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 cafile.write_bytes(pem)
             except HttpsysError:
                 cafile = None
-    srv = Server(io_threads=args.io_threads, workers=args.workers)
+    if args.workers > 1 and not in_worker:
+        # Printed once, by the parent, before the workers listen.
+        _demo_banner(args.port, path, cafile)
+        return workers.supervise(args.workers, lambda: _guarded("demo", lambda: cmd_demo(args)),
+                                 name="httpsys demo")
+    srv = Server(io_threads=args.io_threads, workers=args.threads)
     watcher = StoreWatcher(srv, path)
     try:
         srv.add_app(f"https://+:{args.port}/", demo.app)  # the port listens from here on
         watcher.start()
         # Printed before start(): connections wait in the listen backlog until then, so nobody
         # can be answered before these lines are out.
-        print(f"httpsys demo: https://localhost:{args.port}/  (store {path})", flush=True)
-        if cafile is not None:
-            print(f"try: curl --cacert {cafile} https://localhost:{args.port}/", flush=True)
-        else:
-            print(f"try: curl -k https://localhost:{args.port}/", flush=True)
-        print(f"change it live: httpsys http update sslcert ipport=0.0.0.0:{args.port} "
-              f"certhash=THUMBPRINT appid={DEMO_APPID}", flush=True)
+        if not in_worker:
+            _demo_banner(args.port, path, cafile)
         srv.start()
     except BaseException:
         watcher.stop()
@@ -251,6 +309,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---- entry point -------------------------------------------------------------------------------
 
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return n
+
+
+def _add_worker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=_positive, default=1, metavar="N",
+                   help="server processes sharing the ports (SO_REUSEPORT), each watching the "
+                        "store; a parent restarts one that dies (default 1: no parent)")
+    p.add_argument("--threads", type=_positive, default=None, metavar="N",
+                   help="WSGI worker threads per prefix in each process (default: one per CPU)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="httpsys [--store PATH]",
                                      description="HTTP.sys-style HTTPS listener")
@@ -259,7 +335,7 @@ def _parser() -> argparse.ArgumentParser:
                                     "self-signed certificate from the store")
     p.add_argument("--port", type=int, default=8443)
     p.add_argument("--io-threads", type=int, default=1)
-    p.add_argument("--workers", type=int, default=None, help="worker threads per prefix")
+    _add_worker_options(p)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("serve", help="serve WSGI apps: --app https://+:8443/api/=module:app, "
                                      "with the bindings of the store")
@@ -268,7 +344,7 @@ def _parser() -> argparse.ArgumentParser:
                                   "of every app instead of the store's bindings")
     p.add_argument("--key", help="PEM private key (with --cert)")
     p.add_argument("--io-threads", type=int, default=1)
-    p.add_argument("--workers", type=int, default=None, help="worker threads per prefix")
+    _add_worker_options(p)
     p.set_defaults(func=cmd_serve)
     sub.add_parser("cert", help="the certificate store: new, import, list, show, export, delete")
     sub.add_parser("http", help="netsh http: add/update/delete/show sslcert, urlacl, ...")
@@ -290,18 +366,23 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM stops as Ctrl-C does, from the first listening socket on: the commands close the
     # server (and its watcher) on the way out.
     signal.signal(signal.SIGTERM, _on_sigterm)
+    return _guarded(args.command, lambda: int(args.func(args)))
+
+
+def _guarded(command: str, run: Callable[[], int]) -> int:
+    """Runs a command; turns Ctrl-C / SIGTERM into 0 and errors into a message and exit code."""
     try:
-        return int(args.func(args))
+        return int(run())
     except KeyboardInterrupt:
         return 0
     except AccessDeniedError as e:
-        print(f"httpsys {args.command}: error: {e}", file=sys.stderr)
+        print(f"httpsys {command}: error: {e}", file=sys.stderr)
         return 1
     except HttpsysError as e:
-        print(f"httpsys {args.command}: error: {e}", file=sys.stderr)
+        print(f"httpsys {command}: error: {e}", file=sys.stderr)
         return cli.exit_code(e)
     except OSError as e:
-        print(f"httpsys {args.command}: error: {e}", file=sys.stderr)
+        print(f"httpsys {command}: error: {e}", file=sys.stderr)
         return 1
 
 

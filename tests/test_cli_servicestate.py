@@ -239,3 +239,23 @@ def test_protocol_answers_bad_requests(rundir: Path, server: Any) -> None:
         s.connect(str(sock))
         s.sendall(b"not json\n")
         assert "error" in json.loads(s.recv(65536))
+
+
+def test_no_store_is_opened_or_created(rundir: Path, tmp_path: Path, server: Any) -> None:
+    # servicestate only asks the control sockets: a --store (or HTTPSYS_STORE) that does not
+    # exist stays absent, folder included, and the running server is still listed.
+    run = server({"/s/": hello})
+    missing = tmp_path / "nowhere" / "store.db"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HTTPSYS_STORE=str(tmp_path / "env" / "s.db"))
+    for args in (["--store", str(missing)], []):
+        p = subprocess.run([sys.executable, "-m", "httpsys", *args, "http", "show",
+                            "servicestate"], capture_output=True, text=True, env=env, cwd=ROOT,
+                           timeout=60, check=False)
+        assert p.returncode == 0 and p.stderr == "", p
+        assert p.stdout.startswith(HEADER) and f"HTTPS://+:{run.port}/s/" in p.stdout
+    bad = subprocess.run([sys.executable, "-m", "httpsys", "--store", str(missing), "http",
+                          "show", "servicestate", "view=nope"], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=60, check=False)
+    assert bad.returncode == 2 and "view" in bad.stderr
+    assert not missing.parent.exists()
+    assert not (tmp_path / "env").exists()

@@ -88,7 +88,7 @@ def _store_with_binding(tmp_path: Path, pki: Any, port: int) -> tuple[Store, dic
 def test_serve_uses_the_store_and_follows_it(run, tmp_path, pki, ca_file):
     port = free_port()
     store, thumbs = _store_with_binding(tmp_path, pki, port)
-    proc = run("serve", "--app", f"https://+:{port}/=httpsys.demo:app", "--workers", "2")
+    proc = run("serve", "--app", f"https://+:{port}/=httpsys.demo:app", "--threads", "2")
     try:
         proc.wait_listening(port)
         info: dict[str, Any] = {}
@@ -145,8 +145,11 @@ def test_reservation_rules():
     check_reservations([], p, names)  # nothing reserved: anyone
     check_reservations([("https://+:8443/other/", "bob", 1)], p, names)  # another namespace
     check_reservations([("http://+:8443/api/", "bob", 1)], p, names)  # another scheme
-    check_reservations([("https://+:8443/api/", "bob", 1), ("https://+:8443/", "alice", 1)],
+    check_reservations([("https://+:8443/api/", "alice", 1), ("https://+:8443/", "bob", 1)],
                        p, names)
+    with pytest.raises(AccessDeniedError):  # the most specific reservation decides (HTTP.sys)
+        check_reservations([("https://+:8443/api/", "bob", 1), ("https://+:8443/", "alice", 1)],
+                           p, names)
     check_reservations([("https://+:8443/api/", "HOST\\Alice", 1)], p, names)
     with pytest.raises(AccessDeniedError) as e:
         check_reservations([("https://+:8443/", "bob", 1)], p, names)

@@ -7,7 +7,9 @@ imported only when used and exports ``main(argv, store_path) -> int``.
 
 ``http`` nouns live one per module (``NOUNS``); each exports ``VERBS`` and, for each verb, a
 function ``verb(store, values) -> int`` that gets the open store and the ``key=value``
-arguments parsed by ``_kv.parse``. The dispatcher here prints netsh's lines for their errors.
+arguments parsed by ``_kv.parse``; a module that sets ``NEEDS_STORE = False`` gets None
+instead (the store is neither opened nor created). The dispatcher here prints netsh's lines
+for their errors.
 
 Exit codes: 0 success, 2 bad usage or a bad parameter (the message names it), 1 an operational
 failure (store refused or busy, certificate in use, netsh's 183 for an existing key or 2 for a
@@ -87,6 +89,9 @@ def http_main(argv: list[str], store_path: str | None) -> int:
         return 2
     try:
         values = _kv.parse(argv[2:], _kv.spec_for(verb, noun))
+        if not getattr(module, "NEEDS_STORE", True):
+            # servicestate asks the running servers: no store is opened, none is created.
+            return int(getattr(module, verb)(None, values))
         with Store.open(store_path) as store:
             return int(getattr(module, verb)(store, values))
     except InvalidParameterError as e:

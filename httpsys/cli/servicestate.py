@@ -21,6 +21,9 @@ from ._kv import SPECS, Param, Spec, choice, yesno
 
 VERBS = ("show",)
 
+#: The dispatcher neither opens nor creates the store for this noun: show gets None.
+NEEDS_STORE = False
+
 # The dispatcher validates the arguments against _kv's specs: this noun's spec lives here.
 SPECS.setdefault(("show", "servicestate"), Spec(
     "show", "servicestate",
