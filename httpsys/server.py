@@ -14,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from . import urlprefix, wsgi
+from .crlfetch import CrlFetcher
 from ._native import BindingOptions, NativeQueue, NativeServer, lib
 from .errors import InvalidParameterError, NotFoundError
 
@@ -260,8 +261,6 @@ class Server:
                 raise InvalidParameterError("the server is closed", param="server")
             self._native.start()
             self._started = True
-            from .crlfetch import CrlFetcher
-
             self._fetcher = CrlFetcher(self._native)
             self._fetcher.start()
             for reg in self._apps.values():
