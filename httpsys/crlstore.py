@@ -58,12 +58,14 @@ def _iso(t: datetime.datetime) -> str:
 
 
 def _update_times(crl: x509.CertificateRevocationList) -> tuple[str, str | None]:
-    this = getattr(crl, "last_update_utc", None)
-    if this is None:
-        this = crl.last_update.replace(tzinfo=datetime.timezone.utc)
-    following = getattr(crl, "next_update_utc", crl.next_update)
-    if following is not None and following.tzinfo is None:
-        following = following.replace(tzinfo=datetime.timezone.utc)
+    # cryptography >= 42 has the aware *_utc properties; older ones only the naive ones.
+    if hasattr(crl, "last_update_utc"):
+        this, following = crl.last_update_utc, crl.next_update_utc
+    else:
+        this, following = crl.last_update, crl.next_update
+    this = this.replace(tzinfo=this.tzinfo or datetime.timezone.utc)
+    if following is not None:
+        following = following.replace(tzinfo=following.tzinfo or datetime.timezone.utc)
     return _iso(this), _iso(following) if following is not None else None
 
 
