@@ -198,7 +198,9 @@ class StoreWatcher:
 
     Attributes (read them from any thread): ``generation`` (the store generation last applied),
     ``bindings`` (``{"ipport=0.0.0.0:443": thumbprint}`` live in the server), ``errors``
-    (``{binding: reason}`` for rows that could not be applied), ``iplisten``, ``timeouts``.
+    (``{binding: reason}`` for rows that could not be applied), ``iplisten`` (live in the
+    server), ``iplisten_error`` (why the store's list is not, or None), ``timeouts`` (as
+    stored), ``trust`` (the ROOT/CA/CRL digest the bindings were last set with).
     ``on_apply(watcher)`` is called after every applied change (tests and benches use it).
     """
 
