@@ -18,13 +18,13 @@ import pwd
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import cli, demo, urlprefix, workers
 from .errors import AccessDeniedError, HttpsysError, InvalidParameterError
-from .server import Server
+from .server import DEFAULT_TIMEOUT, Server
 
 #: The application ID of the binding ``httpsys demo`` creates (netsh requires an appid).
 DEMO_APPID = "{6f0b2c1e-5d3a-4e8b-9c47-2a1d8e3f9b60}"
@@ -52,6 +52,67 @@ def _parse_apps(specs: list[str]) -> list[tuple[urlprefix.UrlPrefix, str]]:
                                         param="app")
         out.append((urlprefix.parse(prefix), target))
     return out
+
+
+# ---- --ssl-flags ---------------------------------------------------------------------------------
+
+#: IIS sslFlags (reference 4.1), lowercase → as IIS spells them.
+SSL_FLAGS = {name.lower(): name for name in
+             ("None", "Ssl", "SslNegotiateCert", "SslRequireCert", "SslMapCert", "Ssl128")}
+
+
+def parse_ssl_flags(value: str) -> str:
+    """IIS sslFlags as ``--ssl-flags`` takes them (``Ssl,SslNegotiateCert``, also with a space
+    after the commas, any case) → the canonical spelling, e.g. ``Ssl,SslNegotiateCert``.
+    ``None`` stands alone. Raises InvalidParameterError naming the bad flag."""
+    names: list[str] = []
+    for part in value.split(","):
+        word = part.strip()
+        if not word:
+            raise InvalidParameterError(f"--ssl-flags: {value!r} has an empty flag; expected "
+                                        "flags separated by commas, e.g. Ssl,SslNegotiateCert",
+                                        param="ssl_flags")
+        name = SSL_FLAGS.get(word.lower())
+        if name is None:
+            raise InvalidParameterError(f"--ssl-flags: {word!r} is not an SSL flag; expected "
+                                        f"{', '.join(SSL_FLAGS.values())}", param="ssl_flags")
+        if name not in names:
+            names.append(name)
+    if "None" in names and len(names) > 1:
+        raise InvalidParameterError("--ssl-flags: None cannot be combined with other flags",
+                                    param="ssl_flags")
+    return ",".join(names)
+
+
+class _AppAction(argparse.Action):
+    """``--app``: appends to ``app`` and a slot for its ``--ssl-flags`` to ``app_ssl_flags``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        namespace.app = [*(namespace.app or []), values]
+        namespace.app_ssl_flags = [*(getattr(namespace, "app_ssl_flags", None) or []), None]
+
+
+class _SslFlagsAction(argparse.Action):
+    """``--ssl-flags``: the sslFlags of the ``--app`` just before it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        flags = getattr(namespace, "app_ssl_flags", None) or []
+        if not flags:
+            parser.error("argument --ssl-flags: it applies to the --app before it; give "
+                         "--app PREFIX=module:app first")
+        if flags[-1] is not None:
+            parser.error(f"argument --ssl-flags: given twice for --app {namespace.app[-1]}")
+        try:
+            flags[-1] = parse_ssl_flags(str(values))
+        except InvalidParameterError as e:
+            parser.error(f"argument {e}")
+
+
+def _add_app(srv: Server, prefix: str, app: Any, ssl_flags: str | None) -> None:
+    """srv.add_app, with ``ssl_flags=`` only when --ssl-flags was given."""
+    srv.add_app(prefix, app, ssl_flags=ssl_flags)
 
 
 # ---- URL reservations (urlacl) -----------------------------------------------------------------
@@ -175,11 +236,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     store_path = Path(args.store) if args.store else None
     use_store = args.cert is None
     iplisten: tuple[str, ...] = ()
+    timeouts: dict[str, int] = {}
     path = store_path or default_path()
     if use_store or path.exists():
         with Store.open(path) as store:
             acl = _read_urlacl(store)
-            iplisten = read_snapshot(store).iplisten
+            snap = read_snapshot(store)
+            iplisten, timeouts = snap.iplisten, snap.timeouts
         for prefix, _ in apps:
             check_reservations(acl, prefix)
     if args.workers > 1 and workers.current() is None:
@@ -192,8 +255,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     srv = Server(**kwargs)
     watcher = None
     try:
-        for prefix, target in apps:
-            srv.add_app(str(prefix), _load(target))
+        for name, seconds in sorted(timeouts.items()):
+            srv.set_timeout(name, seconds or DEFAULT_TIMEOUT)  # 0: the default
+        flags = getattr(args, "app_ssl_flags", None) or [None] * len(apps)
+        for (prefix, target), ssl_flags in zip(apps, flags):
+            _add_app(srv, str(prefix), _load(target), ssl_flags)
         if use_store:
             watcher = StoreWatcher(srv, path)
             watcher.start()
@@ -339,7 +405,10 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("serve", help="serve WSGI apps: --app https://+:8443/api/=module:app, "
                                      "with the bindings of the store")
-    p.add_argument("--app", action="append", required=True, metavar="PREFIX=module:app")
+    p.add_argument("--app", action=_AppAction, required=True, metavar="PREFIX=module:app")
+    p.add_argument("--ssl-flags", action=_SslFlagsAction, metavar="FLAGS",
+                   help="IIS sslFlags of the --app before it: Ssl, SslNegotiateCert, "
+                        "SslRequireCert, SslMapCert, Ssl128 or None, comma separated")
     p.add_argument("--cert", help="PEM certificate chain, leaf first: bind it to 0.0.0.0:PORT "
                                   "of every app instead of the store's bindings")
     p.add_argument("--key", help="PEM private key (with --cert)")
@@ -347,6 +416,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_worker_options(p)
     p.set_defaults(func=cmd_serve)
     sub.add_parser("cert", help="the certificate store: new, import, list, show, export, delete")
+    sub.add_parser("crl", help="certificate revocation lists: add, show, delete")
     sub.add_parser("http", help="netsh http: add/update/delete/show sslcert, urlacl, ...")
     return parser
 

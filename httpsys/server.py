@@ -234,6 +234,43 @@ class Server:
                 self._native.unlisten(ip, prefix.port)
             raise
 
+    def set_iplisten(self, addresses: Iterable[str]) -> None:
+        """Replaces the addresses the registered ports listen on (netsh ``iplisten``), live.
+
+        An empty ``addresses`` means every address (``0.0.0.0``). New addresses are opened on
+        every registered prefix's port first; if one cannot be opened, the ones opened by this
+        call are closed again, the old set stays in force, and the error (InvalidParameterError
+        for a malformed address, else the core's error naming the address) is raised. Only then
+        are the addresses no longer listed closed: connections open on them stay open.
+        """
+        wanted: list[str] = []
+        for address in addresses:
+            ip = urlprefix.parse_ipport(f"{address}:1")[0]
+            if ip not in wanted:
+                wanted.append(ip)
+        if not wanted:
+            wanted = ["0.0.0.0"]
+        with self._lock:
+            old = list(self._iplisten)
+            added = [ip for ip in wanted if ip not in old]
+            removed = [ip for ip in old if ip not in wanted]
+            # One listen per registration and address: listeners are refcounted per ip:port,
+            # and _unregister() unlistens once per address of self._iplisten.
+            done: list[tuple[str, int]] = []
+            try:
+                for reg in self._apps.values():
+                    for ip in added:
+                        self._native.listen(ip, reg.prefix.port, reg.prefix.tls)
+                        done.append((ip, reg.prefix.port))
+            except BaseException:
+                for ip, port in done:
+                    self._native.unlisten(ip, port)
+                raise
+            for reg in self._apps.values():
+                for ip in removed:
+                    self._native.unlisten(ip, reg.prefix.port)
+            self._iplisten = wanted
+
     def _unregister(self, reg: _Registration) -> None:
         self._native.remove_url(str(reg.prefix))
         reg.queue.shutdown()

@@ -1,8 +1,8 @@
 """The config store: one SQLite file holding what ``netsh http`` keeps in the registry.
 
 It holds the certificate store (MY / ROOT / CA, keyed by SHA-1 thumbprint, private keys for MY
-only), sslcert bindings (ipport and hostnameport), urlacl reservations, iplisten addresses and
-timeouts. Running servers watch it; the CLI changes it.
+only), sslcert bindings (ipport and hostnameport), urlacl reservations, iplisten addresses,
+timeouts and certificate revocation lists. Running servers watch it; the CLI changes it.
 
 Theory of operation:
 
@@ -124,6 +124,22 @@ BEGIN SELECT RAISE(ABORT, 'private keys are kept for MY certificates only'); END
     timeouttype TEXT PRIMARY KEY
         CHECK (timeouttype IN ('idleconnectiontimeout', 'headerwaittimeout')),
     value INTEGER NOT NULL CHECK (value BETWEEN 0 AND 65535)
+)""",
+    ),
+    (
+        # Certificate revocation lists (httpsys crl add|show|delete), one per issuer: keyed by
+        # the SHA-1 of the DER in upper hex, the issuer as an RFC 4514 string, times in ISO
+        # 8601 UTC (next_update NULL when the CRL has none), where it was imported from.
+        """CREATE TABLE crls (
+    thumbprint TEXT PRIMARY KEY
+        CHECK (length(thumbprint) = 40 AND thumbprint = upper(thumbprint)),
+    issuer TEXT NOT NULL UNIQUE,
+    der BLOB NOT NULL,
+    this_update TEXT NOT NULL,
+    next_update TEXT,
+    entries INTEGER NOT NULL CHECK (entries >= 0),
+    source TEXT NOT NULL,
+    added TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
 )""",
     ),
 ]

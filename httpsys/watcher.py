@@ -20,18 +20,25 @@ Theory of operation:
   never reaches the server: the watcher logs a warning naming the binding and the reason, keeps
   the last good state of that binding and applies the others. It tries again on every later
   change of the store, so importing the missing certificate afterwards makes it live.
-- iplisten addresses and timeouts are kept in ``iplisten`` / ``timeouts``: the core does not act
-  on them live yet (iplisten is read when a server starts).
+- A binding's options include the client-certificate ones (``binding_options``): the trust
+  list (every ROOT and CA certificate) and the CRLs of the store. A change of the ROOT/CA
+  stores or of the CRL table (seen as a new ``Snapshot.trust`` digest) re-applies every
+  binding, so the new trust and CRLs are live for the next handshake.
+- iplisten addresses go to ``Server.set_iplisten`` (an empty list: every address); a change
+  the server refuses (an address it cannot listen on) keeps the old set and is logged, and is
+  tried again on the next change of the store. Timeouts go to ``Server.set_timeout``; a
+  timeout deleted from the store (or stored as 0) goes back to the default, 120 seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +47,8 @@ from cryptography.hazmat.primitives import serialization
 
 from .certstore import CertStore
 from .errors import HttpsysError, NotFoundError
-from .store import Store
+from .server import DEFAULT_TIMEOUT, TIMEOUTS
+from .store import SSLCERT_PARAMS, Store
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -50,8 +58,19 @@ log = logging.getLogger("httpsys.watcher")
 #: The sslcert options the core acts on, passed to Server.set_sslcert as keyword arguments.
 CORE_OPTIONS = ("reject", "disabletls12", "disabletls13", "enablesessionticket")
 
+#: The client-certificate options of a binding (netsh names, reference 1.2 and 4.6), passed to
+#: Server.set_sslcert with the trust list and CRLs when the server takes them.
+CLIENT_CERT_OPTIONS = ("clientcertnegotiation", "verifyclientcertrevocation",
+                       "verifyrevocationwithcachedclientcertonly", "usagecheck",
+                       "revocationfreshnesstime", "urlretrievaltimeout")
+#: Of those, the ones that are numbers (seconds, milliseconds); the others are flags.
+INT_OPTIONS = ("revocationfreshnesstime", "urlretrievaltimeout")
+#: The keyword arguments binding_options adds besides the stored options.
+TRUST_KEYS = ("trusted_ca_pem", "crls")
+
+_ROW_OPTIONS = CORE_OPTIONS + CLIENT_CERT_OPTIONS
 _SSLCERT_SELECT = (
-    f"SELECT kind, key, certhash, certstorename, {', '.join(CORE_OPTIONS)} FROM sslcert "
+    f"SELECT kind, key, certhash, certstorename, {', '.join(_ROW_OPTIONS)} FROM sslcert "
     "WHERE kind IN ('ipport', 'hostnameport') ORDER BY kind, key"
 )
 
@@ -64,7 +83,7 @@ class BindingRow:
     key: str  # 0.0.0.0:443 | www.example.com:443
     certhash: str | None
     certstorename: str | None
-    options: tuple[tuple[str, bool], ...]
+    options: tuple[tuple[str, bool | int], ...]  # (name, value) for _ROW_OPTIONS
 
     @property
     def name(self) -> str:
@@ -79,6 +98,8 @@ class Snapshot:
     bindings: dict[tuple[str, str], BindingRow]
     iplisten: tuple[str, ...]
     timeouts: dict[str, int]
+    crls: tuple[bytes, ...] = ()  # DER, every CRL of the store
+    trust: str = ""  # digest of the ROOT/CA thumbprints and CRL thumbprints
 
 
 def read_snapshot(store: Store) -> Snapshot:
@@ -88,13 +109,23 @@ def read_snapshot(store: Store) -> Snapshot:
         generation = store.generation()
         bindings = {}
         for kind, key, certhash, storename, *flags in store.execute(_SSLCERT_SELECT):
-            options = tuple((name, bool(v)) for name, v in zip(CORE_OPTIONS, flags))
+            options = tuple((name, int(v) if name in INT_OPTIONS else bool(v))
+                            for name, v in zip(_ROW_OPTIONS, flags))
             bindings[(kind, key)] = BindingRow(kind, key, certhash, storename, options)
         iplisten = tuple(r[0] for r in store.execute("SELECT address FROM iplisten ORDER BY address"))
         timeouts = {t: int(v) for t, v in store.execute("SELECT timeouttype, value FROM timeouts")}
+        digest = hashlib.sha256()
+        for store_name, thumb in store.execute(
+                "SELECT store, thumbprint FROM certificates WHERE store IN ('ROOT', 'CA') "
+                "ORDER BY store, thumbprint"):
+            digest.update(f"{store_name}:{thumb};".encode())
+        crls = []
+        for thumb, der in store.execute("SELECT thumbprint, der FROM crls ORDER BY issuer"):
+            digest.update(f"CRL:{thumb};".encode())
+            crls.append(bytes(der))
     finally:
         store.execute("COMMIT")
-    return Snapshot(generation, bindings, iplisten, timeouts)
+    return Snapshot(generation, bindings, iplisten, timeouts, tuple(crls), digest.hexdigest())
 
 
 class BindingError(Exception):
@@ -129,6 +160,30 @@ def load_material(certs: CertStore, row: BindingRow) -> tuple[bytes, bytes]:
     return chain, key_pem
 
 
+def trusted_ca_pem(certs: CertStore) -> bytes | None:
+    """Every certificate of the ROOT store, then of the CA store, as concatenated PEM; None when
+    both are empty. The subjects are the CA names a server asks client certificates from."""
+    pem = b"".join(x509.load_der_x509_certificate(e.der).public_bytes(serialization.Encoding.PEM)
+                   for name in ("ROOT", "CA") for e in certs.list(name))
+    return pem or None
+
+
+def binding_options(row: BindingRow, certs: CertStore,
+                    crl_ders: Sequence[bytes]) -> dict[str, Any]:
+    """The keyword arguments of Server.set_sslcert for a stored binding: its flags (reject,
+    disabletls12/13, enablesessionticket), its client-certificate options (netsh defaults for
+    the ones the row lacks), the trust list of the store (``trusted_ca_pem``) and its CRLs
+    (``crls``, DER)."""
+    stored = dict(row.options)
+    options: dict[str, Any] = {}
+    for name in _ROW_OPTIONS:
+        value = stored.get(name, SSLCERT_PARAMS[name])
+        options[name] = int(value) if name in INT_OPTIONS else bool(value)
+    options["trusted_ca_pem"] = trusted_ca_pem(certs)
+    options["crls"] = tuple(bytes(d) for d in crl_ders)
+    return options
+
+
 class StoreWatcher:
     """Keeps a running Server's bindings in step with a config store.
 
@@ -137,7 +192,9 @@ class StoreWatcher:
 
     Attributes (read them from any thread): ``generation`` (the store generation last applied),
     ``bindings`` (``{"ipport=0.0.0.0:443": thumbprint}`` live in the server), ``errors``
-    (``{binding: reason}`` for rows that could not be applied), ``iplisten``, ``timeouts``.
+    (``{binding: reason}`` for rows that could not be applied), ``iplisten`` (live in the
+    server), ``iplisten_error`` (why the store's list is not, or None), ``timeouts`` (as
+    stored), ``trust`` (the ROOT/CA/CRL digest the bindings were last set with).
     ``on_apply(watcher)`` is called after every applied change (tests and benches use it).
     """
 
@@ -152,7 +209,9 @@ class StoreWatcher:
         self.bindings: dict[str, str] = {}
         self.errors: dict[str, str] = {}
         self.iplisten: tuple[str, ...] = ()
+        self.iplisten_error: str | None = None
         self.timeouts: dict[str, int] = {}
+        self.trust = ""
         self._applied: dict[tuple[str, str], BindingRow] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -220,28 +279,64 @@ class StoreWatcher:
         """Brings the server to ``snap``: sets new and changed bindings, deletes removed ones,
         keeps the last good state of bindings that fail. Never raises for a bad binding."""
         with self._lock:
+            # New trust (ROOT/CA certificates) or CRLs: every binding is set again.
+            force = snap.trust != self.trust
             for ident, row in snap.bindings.items():
-                self._apply_binding(row, certs)
+                self._apply_binding(row, certs, snap.crls, force)
             for ident in list(self._applied):
                 if ident not in snap.bindings:
                     self._delete_binding(self._applied.pop(ident))
             for name in [n for n in self.errors
                          if tuple(n.split("=", 1)) not in snap.bindings]:
                 del self.errors[name]
+            self.trust = snap.trust
             if snap.iplisten != self.iplisten:
-                if self.generation >= 0:
-                    log.info("iplisten is now %s (applies when the server restarts)",
-                             ", ".join(snap.iplisten) or "(all addresses)")
-                self.iplisten = snap.iplisten
+                self._apply_iplisten(snap.iplisten)
             if snap.timeouts != self.timeouts:
-                self.timeouts = dict(snap.timeouts)
+                self._apply_timeouts(snap.timeouts)
             self.generation = snap.generation
         if self.on_apply is not None:
             self.on_apply(self)
 
-    def _apply_binding(self, row: BindingRow, certs: CertStore) -> None:
+    def _apply_iplisten(self, addresses: tuple[str, ...]) -> None:
+        shown = ", ".join(addresses) or "(all addresses)"
+        setter = getattr(self.server, "set_iplisten", None)
+        if setter is None:
+            log.info("iplisten is now %s (this server cannot change it live)", shown)
+            self.iplisten = addresses
+            return
+        try:
+            setter(addresses)
+        except Exception as e:  # noqa: BLE001 - any refusal: the server keeps its addresses
+            reason = str(e) if isinstance(e, HttpsysError) else repr(e)
+            log.warning("iplisten %s not applied: %s; still listening on %s", shown, reason,
+                        ", ".join(self.iplisten) or "(all addresses)")
+            self.iplisten_error = reason
+            return
+        self.iplisten_error = None
+        if self.generation >= 0 or addresses:
+            log.info("iplisten is now %s", shown)
+        self.iplisten = addresses
+
+    def _apply_timeouts(self, timeouts: dict[str, int]) -> None:
+        setter = getattr(self.server, "set_timeout", None)
+        for name in TIMEOUTS:
+            old = self.timeouts.get(name) or DEFAULT_TIMEOUT
+            new = timeouts.get(name) or DEFAULT_TIMEOUT  # absent or 0: the default
+            if setter is None or new == old:
+                continue
+            try:
+                setter(name, new)
+            except Exception as e:  # noqa: BLE001 - keep serving with the old value
+                log.warning("timeout %s=%d not applied: %s", name, new, e)
+                continue
+            log.info("timeout %s is now %d seconds", name, new)
+        self.timeouts = dict(timeouts)
+
+    def _apply_binding(self, row: BindingRow, certs: CertStore, crl_ders: Sequence[bytes] = (),
+                       force: bool = False) -> None:
         ident = (row.kind, row.key)
-        if self._applied.get(ident) == row and row.name not in self.errors:
+        if not force and self._applied.get(ident) == row and row.name not in self.errors:
             return
         if row.kind == "hostnameport":
             setter = getattr(self.server, "set_sslcert_sni", None)
@@ -253,7 +348,8 @@ class StoreWatcher:
             setter = self.server.set_sslcert
         try:
             chain, key = load_material(certs, row)
-            setter(row.key, chain, key, **dict(row.options))
+            options = binding_options(row, certs, crl_ders)
+            setter(row.key, chain, key, **options)
         except Exception as e:  # noqa: BLE001 - any refusal: the binding keeps its last good state
             reason = str(e) if isinstance(e, (BindingError, HttpsysError)) else repr(e)
             if self.errors.get(row.name) != reason:

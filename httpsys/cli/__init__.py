@@ -1,4 +1,4 @@
-"""The store-backed ``httpsys`` commands: ``httpsys [--store PATH] cert ...`` and
+"""The store-backed ``httpsys`` commands: ``httpsys [--store PATH] cert ...``, ``crl ...`` and
 ``httpsys [--store PATH] http <verb> <noun> key=value ...`` (netsh's syntax and output).
 
 ``--store PATH`` before the command chooses the config store's file (default: ``HTTPSYS_STORE``,
@@ -28,6 +28,7 @@ from ..errors import HttpsysError, InvalidParameterError, NotFoundError
 #: Top-level commands handled here, imported lazily (pip's commands_dict).
 COMMANDS = {
     "cert": "httpsys.cli.cert",
+    "crl": "httpsys.cli.crl",
     "http": __name__,  # dispatched by http_main below
 }
 
@@ -40,7 +41,7 @@ NOUNS: dict[str, str] = {
     "servicestate": "httpsys.cli.servicestate",  # show only; asks the running servers
 }
 
-USAGE = "usage: httpsys [--store PATH] {cert,http} ..."
+USAGE = "usage: httpsys [--store PATH] {cert,crl,http} ..."
 HTTP_USAGE = ("usage: httpsys [--store PATH] http <add|update|delete|show> "
               "<sslcert|urlacl|iplisten|timeout|servicestate> [key=value ...]")
 
