@@ -175,6 +175,11 @@ class NativeServer:
             return None
         return ffi.string(url).decode("ascii", "replace"), int(timeout[0])
 
+    def set_certmappings(self, spec: bytes) -> None:
+        err = _errbuf()
+        check(lib.hs_server_set_certmappings(self.handle, spec, len(spec), err, 512),
+              "the certificate mappings were refused", err, param="mappings")
+
     def crl_fetch_shutdown(self) -> None:
         lib.hs_server_crl_fetch_shutdown(self.handle)
 

@@ -13,7 +13,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from . import urlprefix, wsgi
+from . import certmapping, urlprefix, wsgi
 from .crlfetch import CrlFetcher
 from ._native import BindingOptions, NativeQueue, NativeServer, lib
 from .errors import InvalidParameterError, NotFoundError
@@ -176,6 +176,14 @@ class Server:
         """Removes a ``hostname:port`` binding. NotFoundError if none."""
         host, port = urlprefix.parse_hostnameport(hostnameport)
         self._native.delete_sslcert_sni(host, port)
+
+    # ---- client-certificate mapping --------------------------------------------------------
+
+    def set_certmappings(self, mappings: Iterable[certmapping.Mapping]) -> None:
+        """Replaces the client-certificate mappings (httpsys.certmapping: OneToOne, ManyToOne)
+        used by prefixes with the ``SslMapCert`` flag. Live: each connection maps again on its
+        next request. InvalidParameterError names a bad field."""
+        self._native.set_certmappings(certmapping.encode(mappings))
 
     # ---- applications ----------------------------------------------------------------------
 
