@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -183,6 +184,8 @@ void hs__conn_close(hs_conn_t *c)
     hs__buf_free(&c->wire_out);
     free(c->cert_env);
     c->cert_env = NULL;
+    free(c->mapped_user);
+    c->mapped_user = NULL;
 }
 
 static void close_reset(hs_conn_t *c)
@@ -341,8 +344,11 @@ static hs_request_t *make_request(hs_conn_t *c, const hs_http1_request_t *h, rou
         .tls_cipher = hs__tls_cipher(c),
         .tls_sni = hs__tls_sni(c),
     };
-    if (c->is_tls)
+    if (c->is_tls) {
         src.extra = hs__clientcert_environ(c, &src.extra_len);
+        if (rt->queue->ssl_flags & HS_SSL_FLAG_MAP_CERT)
+            src.remote_user = c->mapped_user;
+    }
     r->env = hs__environ_build(&src, &r->env_len);
     if (r->env == NULL) {
         hs__request_release(r);
@@ -370,6 +376,45 @@ static int can_renegotiate(hs_conn_t *c, const hs_http1_request_t *h, size_t hea
     return !h->chunked && hs__buf_pending(&c->plain_in) - head_len >= (uint64_t)h->content_length;
 }
 
+/* The 403 for the connection's certificate status, or HS_REJECT_NONE for a valid one. */
+static int cert_verdict(hs_conn_t *c, int flags)
+{
+    switch (c->cert_status) {
+    case HS_CERT_NONE:
+        return (flags & HS_SSL_FLAG_REQUIRE_CERT) ? HS_REJECT_CERT_REQUIRED : HS_REJECT_MAPPER_DENIED;
+    case HS_CERT_OK:
+        return HS_REJECT_NONE;
+    case HS_CERT_REVOKED:
+    case HS_CERT_REVOCATION_UNKNOWN:
+        return HS_REJECT_CERT_REVOKED;
+    case HS_CERT_EXPIRED:
+        return HS_REJECT_CERT_EXPIRED;
+    default:
+        return HS_REJECT_CERT_UNTRUSTED;
+    }
+}
+
+/* SslMapCert: the user the mappings give this certificate, found once per connection and
+ * mapping set (reference 4.4). No match, or a Deny mapping, is 403.12. */
+static int map_cert(hs_conn_t *c)
+{
+    hs_server_t *s = c->loop->server;
+    uint32_t gen = __atomic_load_n(&s->certmap_gen, __ATOMIC_ACQUIRE);
+    if (!c->mapped || c->map_gen != gen) {
+        free(c->mapped_user);
+        c->mapped_user = NULL;
+        hs_certmap_t *m = hs__server_certmap(s);
+        X509 *peer = SSL_get0_peer_certificate(c->ssl);
+        const char *user;
+        if (m != NULL && peer != NULL && hs__certmap_match(m, peer, &user))
+            c->mapped_user = strdup(user);
+        hs__certmap_release(m);
+        c->mapped = 1;
+        c->map_gen = gen;
+    }
+    return c->mapped_user != NULL ? HS_REJECT_NONE : HS_REJECT_MAPPER_DENIED;
+}
+
 /* The prefix's IIS sslFlags against what the connection has (reference 4.3). Returns a 403
  * reject, HS_REJECT_NONE, or WAIT_FOR_CERT after asking the client for a certificate. */
 static int check_ssl_flags(hs_conn_t *c, int flags, const hs_http1_request_t *h, size_t head_len)
@@ -380,7 +425,7 @@ static int check_ssl_flags(hs_conn_t *c, int flags, const hs_http1_request_t *h,
         return HS_REJECT_NONE;
     if ((flags & HS_SSL_FLAG_SSL128) && hs__clientcert_cipher_bits(c) < 128)
         return HS_REJECT_SSL128_REQUIRED;
-    if (!(flags & (HS_SSL_FLAG_NEGOTIATE_CERT | HS_SSL_FLAG_REQUIRE_CERT)))
+    if (!(flags & (HS_SSL_FLAG_NEGOTIATE_CERT | HS_SSL_FLAG_REQUIRE_CERT | HS_SSL_FLAG_MAP_CERT)))
         return HS_REJECT_NONE;
     if (c->cert_status == HS_CERT_NONE && !c->cert_asked) {
         c->cert_asked = 1; /* once per connection, whatever the client makes of it */
@@ -392,21 +437,14 @@ static int check_ssl_flags(hs_conn_t *c, int flags, const hs_http1_request_t *h,
         if (c->crl_pending)
             return WAIT_FOR_CRL;
     }
-    if (!(flags & HS_SSL_FLAG_REQUIRE_CERT))
-        return HS_REJECT_NONE; /* SslNegotiateCert alone: whatever was presented */
-    switch (c->cert_status) {
-    case HS_CERT_NONE:
-        return HS_REJECT_CERT_REQUIRED;
-    case HS_CERT_OK:
-        return HS_REJECT_NONE;
-    case HS_CERT_REVOKED:
-    case HS_CERT_REVOCATION_UNKNOWN:
-        return HS_REJECT_CERT_REVOKED;
-    case HS_CERT_EXPIRED:
-        return HS_REJECT_CERT_EXPIRED;
-    default:
-        return HS_REJECT_CERT_UNTRUSTED;
-    }
+    /* SslNegotiateCert alone passes whatever was presented; SslRequireCert wants a valid one,
+     * and SslMapCert never maps an invalid one. */
+    int reject = HS_REJECT_NONE;
+    if (flags & (HS_SSL_FLAG_REQUIRE_CERT | HS_SSL_FLAG_MAP_CERT))
+        reject = cert_verdict(c, flags);
+    if (reject == HS_REJECT_NONE && (flags & HS_SSL_FLAG_MAP_CERT))
+        reject = map_cert(c);
+    return reject;
 }
 
 /* A complete head was parsed: route it, hand it to its queue, set up the body. Returns the

@@ -77,6 +77,9 @@ typedef struct hs_conn {
     uint8_t cert_status;       /* enum hs_cert_status */
     long cert_code;            /* X509_V_ERR_* of the first failure */
     char *cert_env;            /* the client certificate's environ pairs (clientcert.c) */
+    char *mapped_user;         /* what the certificate mapping gave (NULL: none, or denied) */
+    uint32_t map_gen;          /* the server's certmap_gen when mapped_user was found */
+    unsigned mapped : 1;       /* mapped_user is the answer for map_gen */
     size_t cert_env_len;
     uint64_t deadline;       /* ms on the loop clock when the current wait expires (0: none) */
 

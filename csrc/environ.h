@@ -21,6 +21,7 @@ typedef struct hs_environ_src {
     const char *tls_cipher;
     const char *tls_sni; /* the ClientHello's server name, NULL if none */
     const char *extra;   /* more key/value pairs laid out already (the client certificate) */
+    const char *remote_user; /* the user a client-certificate mapping gave, or NULL */
     size_t extra_len;
 } hs_environ_src_t;
 

@@ -22,6 +22,7 @@ SOURCES = [
     "tls.c",
     "clientcert.c",
     "crlfetch.c",
+    "certmap.c",
     "conn.c",
     "loop.c",
     "queue.c",

@@ -135,6 +135,11 @@ int hs_server_crl_fetched(hs_server_t *s, const char *url, const unsigned char *
 /* Makes hs_server_crl_next_fetch return 0 at once from now on (before the server is freed). */
 void hs_server_crl_fetch_shutdown(hs_server_t *s);
 
+/* Client-certificate mappings (httpsys.certmapping.encode()), replacing the current ones; used by
+ * prefixes with HS_SSL_FLAG_MAP_CERT. HS_RESULT_INVALID_PARAMETER with err for a bad spec. */
+int hs_server_set_certmappings(hs_server_t *s, const char *spec, size_t len, char *err,
+                               size_t errlen);
+
 /* Open client connections over all I/O threads (servicestate). */
 uint32_t hs_server_connections(hs_server_t *s);
 

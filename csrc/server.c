@@ -104,6 +104,31 @@ int hs_server_crl_next_fetch(hs_server_t *s, int wait_ms, char *url, size_t cap,
     return hs__crlcache_next(&s->crl_cache, wait_ms < 0 ? 0 : wait_ms, url, cap, timeout_ms);
 }
 
+int hs_server_set_certmappings(hs_server_t *s, const char *spec, size_t len, char *err,
+                               size_t errlen)
+{
+    hs_certmap_t *m = hs__certmap_new(spec, len, err, errlen);
+    if (m == NULL)
+        return HS_RESULT_INVALID_PARAMETER;
+    pthread_mutex_lock(&s->cfg_lock);
+    hs_certmap_t *old = s->certmap;
+    s->certmap = m;
+    __atomic_add_fetch(&s->certmap_gen, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&s->cfg_lock);
+    hs__certmap_release(old); /* connections matching against it hold their own reference */
+    return HS_RESULT_OK;
+}
+
+hs_certmap_t *hs__server_certmap(hs_server_t *s)
+{
+    pthread_mutex_lock(&s->cfg_lock);
+    hs_certmap_t *m = s->certmap;
+    if (m != NULL)
+        hs__certmap_ref(m);
+    pthread_mutex_unlock(&s->cfg_lock);
+    return m;
+}
+
 void hs_server_crl_fetch_shutdown(hs_server_t *s)
 {
     hs__crlcache_shutdown(&s->crl_cache);
@@ -175,6 +200,7 @@ void hs_server_free(hs_server_t *s)
     hs__route_free(s->routes);
     hs__bindings_destroy(&s->bindings);
     hs__crlcache_destroy(&s->crl_cache);
+    hs__certmap_release(s->certmap);
     pthread_mutex_destroy(&s->cfg_lock);
     free(s->loops);
     free(s);

@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include "bindings.h"
+#include "certmap.h"
 #include "crlfetch.h"
 #include "http1.h"
 #include "loop.h"
@@ -26,6 +27,8 @@ struct hs_server {
 
     hs_bindings_t bindings;
     hs_crl_cache_t crl_cache; /* CRLs fetched from distribution points */
+    hs_certmap_t *certmap;    /* client-certificate mappings, under cfg_lock */
+    uint32_t certmap_gen;     /* bumped on every change (atomic): connections map again */
 
     pthread_mutex_t cfg_lock; /* guards routes and listeners */
     hs_route_table_t *routes;
@@ -44,6 +47,9 @@ static inline uint32_t hs__server_timeout_ms(const uint32_t *field)
 {
     return __atomic_load_n(field, __ATOMIC_RELAXED);
 }
+
+/* Any thread: the current mappings with a reference taken (NULL when none are set). */
+hs_certmap_t *hs__server_certmap(struct hs_server *s);
 
 /* I/O thread: route a request; on HS_OK returns the queue with a reference taken. */
 int hs__server_route(struct hs_server *s, int is_https, hs_str_t host, int port, hs_str_t local_ip,

@@ -79,6 +79,10 @@ static const hs_status_row_t rows[HS_REJECT_COUNT] = {
                                 "Forbidden - Client certificate has expired or is not yet valid",
                                 "The client certificate has expired or is not yet valid.",
                                 "ClientCert_Expired"},
+    [HS_REJECT_MAPPER_DENIED] = {403, 12, "Forbidden", "Forbidden",
+                                 "Forbidden - Mapper denied access",
+                                 "The client certificate mapping denied access to this resource.",
+                                 "Mapper_Denied"},
 };
 
 const hs_status_row_t *hs__status_row(int reject)

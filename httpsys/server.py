@@ -71,8 +71,8 @@ def parse_ssl_flags(text: str | None) -> int:
                 f"ssl_flags: unknown flag {name!r} (known: None, Ssl, SslNegotiateCert, SslRequireCert, "
                 f"SslMapCert, Ssl128)", param="ssl_flags")
         bits |= SSL_FLAGS[name.lower()]
-    if bits & lib.HS_SSL_FLAG_REQUIRE_CERT:
-        bits |= lib.HS_SSL_FLAG_NEGOTIATE_CERT  # IIS: Require is used with Negotiate
+    if bits & (lib.HS_SSL_FLAG_REQUIRE_CERT | lib.HS_SSL_FLAG_MAP_CERT):
+        bits |= lib.HS_SSL_FLAG_NEGOTIATE_CERT  # IIS: both are used with Negotiate
     return bits
 
 

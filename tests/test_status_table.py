@@ -33,12 +33,14 @@ EXPECTED = {
                                    "ClientCert_Untrusted"),
     lib.HS_REJECT_CERT_EXPIRED: (403, "Forbidden - Client certificate has expired or is not yet valid",
                                  "ClientCert_Expired"),
+    lib.HS_REJECT_MAPPER_DENIED: (403, "Forbidden - Mapper denied access", "Mapper_Denied"),
 }
 
 # IIS substatus codes of the 403 answers (reference 4.2).
 SUBSTATUS = {
     lib.HS_REJECT_SSL_REQUIRED: 4, lib.HS_REJECT_SSL128_REQUIRED: 5, lib.HS_REJECT_CERT_REQUIRED: 7,
     lib.HS_REJECT_CERT_REVOKED: 13, lib.HS_REJECT_CERT_UNTRUSTED: 16, lib.HS_REJECT_CERT_EXPIRED: 17,
+    lib.HS_REJECT_MAPPER_DENIED: 12,
 }
 
 
