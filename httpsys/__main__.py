@@ -36,8 +36,13 @@ def _load(spec: str) -> Any:
     module, _, attr = spec.partition(":")
     if not module or not attr:
         raise InvalidParameterError(f"--app: {spec!r} is not PREFIX=module:attribute", param="app")
-    obj: Any = importlib.import_module(module)
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as e:
+        raise InvalidParameterError(f"--app: cannot import {module!r}: {e}", param="app") from None
     for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise InvalidParameterError(f"--app: {module!r} has no attribute {attr!r}", param="app")
         obj = getattr(obj, part)
     return obj
 

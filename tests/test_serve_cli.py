@@ -183,3 +183,14 @@ def test_demo_creates_the_certificate_and_binding(run, tmp_path):
         assert proc.finish() == 0, proc.err
     with Store.open(tmp_path / "store.db") as store:
         assert len(CertStore(store).list("MY")) == count
+
+
+@pytest.mark.parametrize("target, message", [
+    ("no_such_module_xyz:app", "--app: cannot import 'no_such_module_xyz'"),
+    ("httpsys.demo:no_such_app", "--app: 'httpsys.demo' has no attribute 'no_such_app'"),
+])
+def test_an_app_that_cannot_be_loaded_is_a_clear_error(run, tmp_path, target, message):  # noqa: F811
+    proc = run("serve", "--app", f"https://+:{free_port()}/={target}")
+    proc.p.wait(60)
+    assert proc.finish() == 2
+    assert message in proc.err and "Traceback" not in proc.err, proc.err
