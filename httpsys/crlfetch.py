@@ -20,6 +20,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from .errors import HttpsysError
+
 log = logging.getLogger("httpsys.crl")
 
 #: A CRL larger than this is refused (a 100,000-entry CRL is about 4 MB).
@@ -35,7 +37,7 @@ def fetch(url: str, timeout_ms: int) -> bytes:
     as DER (a PEM answer is converted). Raises FetchError saying what went wrong."""
     deadline = time.monotonic() + timeout_ms / 1000
     try:
-        with urllib.request.urlopen(url, timeout=timeout_ms / 1000) as resp:  # noqa: S310 (http only)
+        with urllib.request.urlopen(url, timeout=timeout_ms / 1000) as resp:
             body = bytearray()
             while chunk := resp.read(65536):
                 body += chunk
@@ -85,7 +87,7 @@ class CrlFetcher:
                 der = None
             try:
                 self._native.crl_fetched(url, der)
-            except Exception as exc:  # a refused CRL must not stop the fetcher
+            except HttpsysError as exc:  # a refused CRL must not stop the fetcher
                 log.warning("%s", exc)
             else:
                 if der is not None:

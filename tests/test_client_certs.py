@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import ssl
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import clients
 import pytest
@@ -23,7 +24,7 @@ CERT_E_WRONG_USAGE = 0x800B0110
 
 
 def show_cert(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-    keys = [k for k in environ if k.startswith("SSL_") or k.startswith("httpsys.") or k == "HTTPS"]
+    keys = [k for k in environ if k.startswith(("SSL_", "httpsys.")) or k == "HTTPS"]
     body = json.dumps({k: environ[k] for k in keys}).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]

@@ -35,7 +35,7 @@ def crl_server() -> Iterator[CrlServer]:
     state = CrlServer(free_port())
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_GET(self) -> None:
             state.hits.append(self.path)
             time.sleep(state.delay)
             body = state.files.get(self.path)

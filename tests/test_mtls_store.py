@@ -10,11 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import free_port
 from mtls_pki import MtlsPKI
 from test_client_certs import fetch
 from test_serve_cli import ROOT, run  # noqa: F401 - run is a fixture
-
-from conftest import free_port
 
 APPID = "{00112233-4455-6677-8899-aabbccddeeff}"
 
