@@ -23,6 +23,7 @@ SOURCES = [
     "clientcert.c",
     "crlfetch.c",
     "certmap.c",
+    "hsbench.c",
     "conn.c",
     "loop.c",
     "queue.c",

@@ -167,6 +167,40 @@ int hs_request_write(hs_request_t *r, const char *body, size_t body_len, int fla
 void hs_request_abort(hs_request_t *r);
 void hs_request_fail(hs_request_t *r, int reject);
 
+/* The handshake load generator (`httpsys bench handshake`): cfg->connections client connections
+ * at once for cfg->duration_s seconds, each a full TCP connect + TLS handshake (resuming the
+ * server's last session for a share cfg->resume of them) + one request read to the server's
+ * close. Runs on the calling thread; the counters of res may be read from another thread while
+ * it runs. Samples (us from connect()) are malloc'd: free them with hs_hsbench_free. */
+typedef struct hs_hsbench_config {
+    const char *ip;        /* numeric IPv4 or IPv6 address */
+    int port;
+    const char *sni;       /* server name to send, NULL for none */
+    int connections;
+    double duration_s;
+    int tls_version;       /* 12, 13, or 0 for either */
+    double resume;         /* 0.0-1.0 */
+    const char *cert_file; /* client certificate chain (PEM), NULL for none */
+    const char *key_file;
+    const char *ca_file;   /* verify the server against it; NULL: no verification */
+    const char *request;   /* sent after the handshake; request_len 0: close after the handshake */
+    size_t request_len;
+    int timeout_ms;        /* per connection (0: 10 s) */
+} hs_hsbench_config_t;
+
+typedef struct hs_hsbench_result {
+    uint64_t handshakes, full, resumed, responses;
+    uint64_t err_connect, err_tls, err_io, err_timeout;
+    uint32_t *connect_us, *handshake_us, *ttfb_us; /* one per finished connection */
+    size_t n_samples, cap_samples;
+    double elapsed_s;
+    char first_error[256];
+} hs_hsbench_result_t;
+
+int hs_hsbench_run(const hs_hsbench_config_t *cfg, hs_hsbench_result_t *res, char *err,
+                   size_t errlen);
+void hs_hsbench_free(hs_hsbench_result_t *res);
+
 /* The status table, for Python's enum views and the test that every reject has a row. */
 int hs_reject_count(void);
 int hs_reject_status(int reject, int *status, int *substatus, const char **reason,

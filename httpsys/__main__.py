@@ -423,6 +423,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("cert", help="the certificate store: new, import, list, show, export, delete")
     sub.add_parser("crl", help="certificate revocation lists: add, show, delete")
     sub.add_parser("http", help="netsh http: add/update/delete/show sslcert, urlacl, ...")
+    sub.add_parser("bench", help="load generators: bench handshake URL (TLS handshakes per second)")
     return parser
 
 
@@ -433,6 +434,10 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidParameterError as e:
         print(f"httpsys: error: {e}", file=sys.stderr)
         return 2
+    if rest and rest[0] == "bench":
+        from . import bench  # the load generator: not needed to serve
+
+        return bench.main(rest[1:])
     if not (rest and rest[0] in ("demo", "serve")) and cli.handles(argv):
         return cli.main(argv)
     args = _parser().parse_args(rest)
