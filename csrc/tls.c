@@ -152,6 +152,20 @@ static int load_key(SSL_CTX *ctx, const char *pem, size_t len, char *err, size_t
     return 0;
 }
 
+/* Moves a connection to the context of its hostnameport binding. SSL_set_SSL_CTX switches the
+ * certificate, key, trust store and CA names but leaves what SSL_new copied from the first
+ * context: the verify mode (clientcertnegotiation), options (session tickets) and ticket count,
+ * so those are copied here. The protocol versions are chosen before SNI is seen and stay the
+ * first context's. */
+static void adopt_ctx(SSL *ssl, SSL_CTX *ctx)
+{
+    SSL_set_SSL_CTX(ssl, ctx); /* takes its own reference */
+    SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
+    SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
+    SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+    SSL_set_num_tickets(ssl, SSL_CTX_get_num_tickets(ctx));
+}
+
 /* Picks the hostnameport binding named by SNI (netsh hostnameport=). Without a match the
  * connection keeps its ipport binding; with none either, the handshake fails with
  * unrecognized_name, as HTTP.sys refuses a connection it has no certificate for. */
@@ -165,7 +179,7 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
         ctx = hs__bindings_lookup_host(&c->loop->server->bindings, name, c->local_port);
     if (ctx != NULL) {
         if (ctx != SSL_get_SSL_CTX(ssl))
-            SSL_set_SSL_CTX(ssl, ctx); /* takes its own reference */
+            adopt_ctx(ssl, ctx);
         SSL_CTX_free(ctx);
         return SSL_TLSEXT_ERR_OK;
     }

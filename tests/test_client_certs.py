@@ -364,3 +364,18 @@ def test_curl_on_demand(server: Callable[..., Any], mtls: MtlsPKI, version: str)
     assert r.returncode == 0, r.stderr
     env = json.loads(r.stdout)
     assert (env["SSL_CLIENT_VERIFY"], env["SSL_PROTOCOL"]) == ("SUCCESS", f"TLSv{version}")
+
+
+def test_a_hostnameport_binding_negotiates_on_its_own(server: Callable[..., Any], mtls: MtlsPKI) -> None:
+    """SNI picks the host binding after the connection started on the ipport one: the host
+    binding's clientcertnegotiation, trust list and CRLs are the ones used."""
+    run = server(cert=None)
+    run.srv.set_sslcert(f"0.0.0.0:{run.port}", mtls.server.chain_pem, mtls.server.key_pem)
+    run.srv.set_sslcert_sni(f"localhost:{run.port}", mtls.server.chain_pem, mtls.server.key_pem,
+                            clientcertnegotiation=True, trusted_ca_pem=mtls.trusted_ca_pem,
+                            crls=[mtls.crl_intermediate.der])
+    run.srv.add_app(f"https://+:{run.port}/req/", show_cert, ssl_flags=REQUIRE)
+    # With SNI "localhost": asked in the handshake (no post-handshake auth offered), verified.
+    env = as_json(fetch(run.port, "/req/", mtls.client_context(mtls.client, "1.3")))
+    assert env["SSL_CLIENT_VERIFY"] == "SUCCESS" and env["SSL_TLS_SNI"] == "localhost"
+    assert b"HTTP Error 403.13. " in fetch(run.port, "/req/", mtls.client_context(mtls.revoked, "1.3")).body
