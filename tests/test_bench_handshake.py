@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import clients
 import pytest
 from conftest import free_port
 from mtls_pki import MtlsPKI
@@ -131,7 +132,8 @@ http {{ access_log off;
   server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {chain}; ssl_certificate_key {key};
            ssl_protocols TLSv1.2 TLSv1.3; location / {{ return 200 "hello"; }} }} }}
 """)
-    proc = subprocess.Popen([binary, "-p", str(tmp_path), "-c", str(conf)], stderr=subprocess.PIPE)
+    proc = subprocess.Popen([binary, "-p", str(tmp_path), "-c", str(conf)], stderr=subprocess.PIPE,
+                            env=clients.tool_env())  # without the ASan preload of the ASan run
     try:
         deadline = time.monotonic() + 10
         import socket
