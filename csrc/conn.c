@@ -463,7 +463,9 @@ static int start_request(hs_conn_t *c, const hs_http1_request_t *h, size_t head_
         hs_queue_release(rt.queue);
         if (reject == WAIT_FOR_CERT) {
             c->state = HS_CONN_WAIT_CERT;
-            c->deadline = c->loop->now_ms + CERT_WAIT_MS;
+            /* Part of waiting for a whole request: headerwaittimeout bounds it too. */
+            uint64_t wait = header_wait_ms(c) < CERT_WAIT_MS ? header_wait_ms(c) : CERT_WAIT_MS;
+            c->deadline = c->loop->now_ms + wait;
         } else if (reject == WAIT_FOR_CRL) {
             c->state = HS_CONN_WAIT_CRL;
             c->deadline = c->loop->now_ms + hs__clientcert_fetch_wait_ms(c);

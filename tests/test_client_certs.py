@@ -379,3 +379,21 @@ def test_a_hostnameport_binding_negotiates_on_its_own(server: Callable[..., Any]
     env = as_json(fetch(run.port, "/req/", mtls.client_context(mtls.client, "1.3")))
     assert env["SSL_CLIENT_VERIFY"] == "SUCCESS" and env["SSL_TLS_SNI"] == "localhost"
     assert b"HTTP Error 403.13. " in fetch(run.port, "/req/", mtls.client_context(mtls.revoked, "1.3")).body
+
+
+def test_a_client_that_does_not_answer_gets_403_7_after_the_wait(server: Callable[..., Any],
+                                                                 mtls: MtlsPKI) -> None:
+    """The certificate request is bounded (by headerwaittimeout, at most 10 s): a client that
+    offered post-handshake auth but does not read gets its answer, never a hang."""
+    import time
+
+    run = start(server, mtls, negotiate=False)
+    run.srv.set_timeout("headerwaittimeout", 1)
+    ctx = mtls.client_context(mtls.client, "1.3", post_handshake_auth=True)
+    with clients.tls_socket(run.port, context=ctx) as sock:
+        sock.sendall(b"GET /req/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        # Not reading: the CertificateRequest waits unprocessed in our socket buffer. The core
+        # gives up after 1 s (plus its 1 s sweep) and answers as if no certificate came.
+        time.sleep(2.5)
+        resp = clients.read_response(sock, bytearray())
+    assert resp.status == 403 and resp.body == BODY_403_7
