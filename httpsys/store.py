@@ -2,7 +2,8 @@
 
 It holds the certificate store (MY / ROOT / CA, keyed by SHA-1 thumbprint, private keys for MY
 only), sslcert bindings (ipport and hostnameport), urlacl reservations, iplisten addresses,
-timeouts and certificate revocation lists. Running servers watch it; the CLI changes it.
+timeouts, certificate revocation lists and client-certificate mappings. Running servers watch
+it; the CLI changes it.
 
 Theory of operation:
 
@@ -140,6 +141,31 @@ BEGIN SELECT RAISE(ABORT, 'private keys are kept for MY certificates only'); END
     entries INTEGER NOT NULL CHECK (entries >= 0),
     source TEXT NOT NULL,
     added TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+)""",
+    ),
+    (
+        # Client-certificate mappings (httpsys http add|update|delete|show certmapping), keyed
+        # by name (case-insensitive) and evaluated in ``position`` order (the order added).
+        # One-to-one: the certificate's DER and its SHA-1 thumbprint (lowercase, for show).
+        # Many-to-one: the rules as a JSON list of [field, subfield, criteria], the permission
+        # and case sensitivity; user may be NULL for a Deny mapping only.
+        """CREATE TABLE certmapping (
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE CHECK (name <> ''),
+    position INTEGER NOT NULL UNIQUE,
+    type TEXT NOT NULL CHECK (type IN ('onetoone', 'manytoone')),
+    certificate BLOB,
+    thumbprint TEXT CHECK (thumbprint IS NULL
+        OR (length(thumbprint) = 40 AND thumbprint = lower(thumbprint))),
+    rules TEXT,
+    user TEXT,
+    permission TEXT NOT NULL DEFAULT 'Allow' CHECK (permission IN ('Allow', 'Deny')),
+    casesensitive INTEGER NOT NULL DEFAULT 1 CHECK (casesensitive IN (0, 1)),
+    enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    CHECK (CASE type
+        WHEN 'onetoone' THEN certificate IS NOT NULL AND thumbprint IS NOT NULL
+            AND rules IS NULL AND user IS NOT NULL AND permission = 'Allow'
+        ELSE certificate IS NULL AND thumbprint IS NULL AND rules IS NOT NULL
+            AND (user IS NOT NULL OR permission = 'Deny') END)
 )""",
     ),
 ]
