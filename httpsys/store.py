@@ -26,6 +26,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import stat
@@ -222,21 +223,22 @@ def _check_dir(folder: Path) -> None:
 
 
 def _check_file(path: Path) -> None:
+    # lstat and access, not open: closing a descriptor of the file would drop every POSIX lock
+    # this process holds on it, those of its other SQLite connections included (an in-process
+    # watcher's): another process closing the store could then checkpoint and delete the WAL
+    # and -shm under them, and they would never see a change again.
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except PermissionError:
-        st = os.stat(path)
+        st = os.lstat(path)
+    except OSError as e:
+        raise StoreError(f"cannot open the store {path}: {e.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):  # what opening it with O_NOFOLLOW reported
+        raise StoreError(f"cannot open the store {path}: {os.strerror(errno.ELOOP)}")
+    if not os.access(path, os.R_OK | os.W_OK, effective_ids=os.access in os.supports_effective_ids):
         raise StorePermissionError(
             f"cannot open the store {path}: permission denied (owner uid {st.st_uid}, mode "
             f"{stat.S_IMODE(st.st_mode):04o}); it belongs to another user: choose your own "
             f"with --store PATH or HTTPSYS_STORE"
-        ) from None
-    except OSError as e:
-        raise StoreError(f"cannot open the store {path}: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-    finally:
-        os.close(fd)
+        )
     if not stat.S_ISREG(st.st_mode):
         raise StoreError(f"the store {path} is not a regular file")
     if st.st_mode & 0o077:
