@@ -2,7 +2,8 @@
 
 It holds the certificate store (MY / ROOT / CA, keyed by SHA-1 thumbprint, private keys for MY
 only), sslcert bindings (ipport and hostnameport), urlacl reservations, iplisten addresses,
-timeouts and certificate revocation lists. Running servers watch it; the CLI changes it.
+timeouts, certificate revocation lists and client-certificate mappings. Running servers watch
+it; the CLI changes it.
 
 Theory of operation:
 
@@ -25,6 +26,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import stat
@@ -142,6 +144,31 @@ BEGIN SELECT RAISE(ABORT, 'private keys are kept for MY certificates only'); END
     added TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
 )""",
     ),
+    (
+        # Client-certificate mappings (httpsys http add|update|delete|show certmapping), keyed
+        # by name (case-insensitive) and evaluated in ``position`` order (the order added).
+        # One-to-one: the certificate's DER and its SHA-1 thumbprint (lowercase, for show).
+        # Many-to-one: the rules as a JSON list of [field, subfield, criteria], the permission
+        # and case sensitivity; user may be NULL for a Deny mapping only.
+        """CREATE TABLE certmapping (
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE CHECK (name <> ''),
+    position INTEGER NOT NULL UNIQUE,
+    type TEXT NOT NULL CHECK (type IN ('onetoone', 'manytoone')),
+    certificate BLOB,
+    thumbprint TEXT CHECK (thumbprint IS NULL
+        OR (length(thumbprint) = 40 AND thumbprint = lower(thumbprint))),
+    rules TEXT,
+    user TEXT,
+    permission TEXT NOT NULL DEFAULT 'Allow' CHECK (permission IN ('Allow', 'Deny')),
+    casesensitive INTEGER NOT NULL DEFAULT 1 CHECK (casesensitive IN (0, 1)),
+    enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    CHECK (CASE type
+        WHEN 'onetoone' THEN certificate IS NOT NULL AND thumbprint IS NOT NULL
+            AND rules IS NULL AND user IS NOT NULL AND permission = 'Allow'
+        ELSE certificate IS NULL AND thumbprint IS NULL AND rules IS NOT NULL
+            AND (user IS NOT NULL OR permission = 'Deny') END)
+)""",
+    ),
 ]
 
 
@@ -196,21 +223,22 @@ def _check_dir(folder: Path) -> None:
 
 
 def _check_file(path: Path) -> None:
+    # lstat and access, not open: closing a descriptor of the file would drop every POSIX lock
+    # this process holds on it, those of its other SQLite connections included (an in-process
+    # watcher's): another process closing the store could then checkpoint and delete the WAL
+    # and -shm under them, and they would never see a change again.
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except PermissionError:
-        st = os.stat(path)
+        st = os.lstat(path)
+    except OSError as e:
+        raise StoreError(f"cannot open the store {path}: {e.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):  # what opening it with O_NOFOLLOW reported
+        raise StoreError(f"cannot open the store {path}: {os.strerror(errno.ELOOP)}")
+    if not os.access(path, os.R_OK | os.W_OK, effective_ids=os.access in os.supports_effective_ids):
         raise StorePermissionError(
             f"cannot open the store {path}: permission denied (owner uid {st.st_uid}, mode "
             f"{stat.S_IMODE(st.st_mode):04o}); it belongs to another user: choose your own "
             f"with --store PATH or HTTPSYS_STORE"
-        ) from None
-    except OSError as e:
-        raise StoreError(f"cannot open the store {path}: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-    finally:
-        os.close(fd)
+        )
     if not stat.S_ISREG(st.st_mode):
         raise StoreError(f"the store {path} is not a regular file")
     if st.st_mode & 0o077:

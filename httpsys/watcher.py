@@ -28,6 +28,11 @@ Theory of operation:
   the server refuses (an address it cannot listen on) keeps the old set and is logged, and is
   tried again on the next change of the store. Timeouts go to ``Server.set_timeout``; a
   timeout deleted from the store (or stored as 0) goes back to the default, 120 seconds.
+- Client-certificate mappings (the ``certmapping`` table, in evaluation order) go to
+  ``Server.set_certmappings`` as one list of ``httpsys.certmapping`` objects whenever any of
+  them changed. A refused list (a damaged row, or a server that cannot map certificates) is
+  logged as a warning and the server keeps its previous mappings; it is tried again on the
+  next change of the store.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from .certmapstore import MappingRow, read_rows
 from .certstore import CertStore
 from .errors import HttpsysError, NotFoundError
 from .server import DEFAULT_TIMEOUT, TIMEOUTS
@@ -100,6 +106,7 @@ class Snapshot:
     timeouts: dict[str, int]
     crls: tuple[bytes, ...] = ()  # DER, every CRL of the store
     trust: str = ""  # digest of the ROOT/CA thumbprints and CRL thumbprints
+    certmappings: tuple[MappingRow, ...] = ()  # in evaluation order
 
 
 def read_snapshot(store: Store) -> Snapshot:
@@ -123,9 +130,11 @@ def read_snapshot(store: Store) -> Snapshot:
         for thumb, der in store.execute("SELECT thumbprint, der FROM crls ORDER BY issuer"):
             digest.update(f"CRL:{thumb};".encode())
             crls.append(bytes(der))
+        certmappings = tuple(read_rows(store))
     finally:
         store.execute("COMMIT")
-    return Snapshot(generation, bindings, iplisten, timeouts, tuple(crls), digest.hexdigest())
+    return Snapshot(generation, bindings, iplisten, timeouts, tuple(crls), digest.hexdigest(),
+                    certmappings)
 
 
 class BindingError(Exception):
@@ -194,7 +203,9 @@ class StoreWatcher:
     ``bindings`` (``{"ipport=0.0.0.0:443": thumbprint}`` live in the server), ``errors``
     (``{binding: reason}`` for rows that could not be applied), ``iplisten`` (live in the
     server), ``iplisten_error`` (why the store's list is not, or None), ``timeouts`` (as
-    stored), ``trust`` (the ROOT/CA/CRL digest the bindings were last set with).
+    stored), ``trust`` (the ROOT/CA/CRL digest the bindings were last set with),
+    ``certmappings`` (the stored mappings live in the server, in order) and
+    ``certmappings_error`` (why the store's mappings are not, or None).
     ``on_apply(watcher)`` is called after every applied change (tests and benches use it).
     """
 
@@ -212,6 +223,9 @@ class StoreWatcher:
         self.iplisten_error: str | None = None
         self.timeouts: dict[str, int] = {}
         self.trust = ""
+        self.certmappings: tuple[MappingRow, ...] = ()
+        self.certmappings_error: str | None = None
+        self._certmappings_refused: tuple[tuple[MappingRow, ...], str] | None = None
         self._applied: dict[tuple[str, str], BindingRow] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -294,6 +308,11 @@ class StoreWatcher:
                 self._apply_iplisten(snap.iplisten)
             if snap.timeouts != self.timeouts:
                 self._apply_timeouts(snap.timeouts)
+            if snap.certmappings != self.certmappings:
+                self._apply_certmappings(snap.certmappings)
+            elif self.certmappings_error is not None:  # back to what is live: nothing refused
+                self.certmappings_error = None
+                self._certmappings_refused = None
             self.generation = snap.generation
         if self.on_apply is not None:
             self.on_apply(self)
@@ -332,6 +351,24 @@ class StoreWatcher:
                 continue
             log.info("timeout %s is now %d seconds", name, new)
         self.timeouts = dict(timeouts)
+
+    def _apply_certmappings(self, rows: tuple[MappingRow, ...]) -> None:
+        shown = ", ".join(r.name + ("" if r.enabled else " (disabled)") for r in rows) or "none"
+        try:
+            self.server.set_certmappings([r.to_mapping() for r in rows])
+        except Exception as e:  # noqa: BLE001 - any refusal: the server keeps its mappings
+            reason = str(e) if isinstance(e, HttpsysError) else repr(e)
+            if self._certmappings_refused != (rows, reason):
+                kept = ", ".join(r.name for r in self.certmappings) or "none"
+                log.warning("certmapping %s not applied: %s; the server keeps its previous "
+                            "mappings (%s)", shown, reason, kept)
+            self._certmappings_refused = (rows, reason)
+            self.certmappings_error = reason
+            return
+        self._certmappings_refused = None
+        self.certmappings_error = None
+        self.certmappings = rows
+        log.info("certmapping: %d mapping(s) live: %s", len(rows), shown)
 
     def _apply_binding(self, row: BindingRow, certs: CertStore, crl_ders: Sequence[bytes] = (),
                        force: bool = False) -> None:

@@ -348,3 +348,24 @@ def test_sigkill_at_random_points_never_leaves_half_a_change(tmp_path: Path) -> 
             assert count % 200 == 0
             assert st.generation() - generation == count // 200
             assert _snapshot(st) == before
+
+
+def test_opening_the_store_again_keeps_a_long_lived_connection_current(tmp_path: Path) -> None:
+    # A watcher's connection stays open; the same process opens and closes the store again
+    # (Store.open checks the file's mode and owner), then other processes change it and close.
+    # The long-lived connection must see every change: had the mode checks closed a descriptor
+    # of the file, they would have dropped this process's SQLite locks, and the last other
+    # process to close would have deleted the WAL and -shm under it.
+    path = tmp_path / "store.db"
+    with Store.open(path) as reader:
+        for n in range(1, 4):
+            Store.open(path).close()
+            proc = child(f"""
+                from httpsys.store import Store
+                with Store.open({str(path)!r}) as st, st.transaction() as c:
+                    c.execute("INSERT INTO iplisten VALUES ('10.0.0.{n}')")
+            """)
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            assert reader.generation() == n
+            assert os.path.exists(f"{path}-shm")

@@ -39,11 +39,12 @@ NOUNS: dict[str, str] = {
     "iplisten": "httpsys.cli.iplisten",
     "timeout": "httpsys.cli.timeout",
     "servicestate": "httpsys.cli.servicestate",  # show only; asks the running servers
+    "certmapping": "httpsys.cli.certmapping",
 }
 
 USAGE = "usage: httpsys [--store PATH] {cert,crl,http} ..."
 HTTP_USAGE = ("usage: httpsys [--store PATH] http <add|update|delete|show> "
-              "<sslcert|urlacl|iplisten|timeout|servicestate> [key=value ...]")
+              "<sslcert|urlacl|iplisten|timeout|servicestate|certmapping> [key=value ...]")
 
 
 class HttpFailure(HttpsysError):

@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..certmapping import FIELDS as RULE_FIELDS
+from ..certmapping import SUBFIELDS as RULE_SUBFIELDS
+from ..certmapping import Rule
 from ..errors import HttpsysError, InvalidParameterError
 from ..sslcert_params import (
     PARAM_KINDS as SSLCERT_PARAM_KINDS,
@@ -36,9 +39,11 @@ __all__ = [
     "KvError",
     "Param",
     "Spec",
+    "format_certmapping",
     "format_failure",
     "format_iplisten",
     "format_param_error",
+    "format_rules",
     "format_sslcert",
     "format_sslcert_binding",
     "format_success",
@@ -197,6 +202,46 @@ def choice(*values: str) -> Kind:
     return kind
 
 
+def permission(param: str, raw: str) -> str:
+    """``allow`` or ``deny`` (any case), returned as IIS spells it: ``Allow`` / ``Deny``."""
+    value = raw.lower()
+    if value not in ("allow", "deny"):
+        raise KvError(f"{param}={raw}: expected allow or deny", param=param)
+    return value.capitalize()
+
+
+def rules(param: str, raw: str) -> tuple[Rule, ...]:
+    """Many-to-one mapping rules: ``Field.SubField=criteria`` separated by ``;``, e.g.
+    ``Subject.O=Contoso;Issuer.CN=Contoso CA``. Field is Subject or Issuer, SubField one of CN,
+    OU, O, L, S, C (any case; returned as IIS spells them); the criteria run to the next ``;``
+    and may hold ``*`` wildcards. Blanks around a rule are dropped, not inside its criteria."""
+    expected = ("expected Field.SubField=criteria separated by ';', e.g. "
+                "Subject.O=Contoso;Issuer.CN=Contoso CA")
+    out = []
+    for number, item in enumerate(raw.split(";"), 1):
+        text = item.strip()
+        where = f"{param}={raw}: rule {number}"
+        if not text:
+            raise KvError(f"{where} is empty; {expected}", param=param)
+        target, sep, criteria = text.partition("=")
+        field_name, dot, subfield = target.strip().partition(".")
+        if not sep or not dot:
+            raise KvError(f"{where} ({text!r}): {expected}", param=param)
+        field_ = next((f for f in RULE_FIELDS if f.lower() == field_name.lower()), None)
+        if field_ is None:
+            raise KvError(f"{where} ({text!r}): the field must be Subject or Issuer, "
+                          f"not {field_name!r}", param=param)
+        sub = next((s for s in RULE_SUBFIELDS if s.lower() == subfield.lower()), None)
+        if sub is None:
+            raise KvError(f"{where} ({text!r}): the subfield must be one of "
+                          f"{', '.join(RULE_SUBFIELDS)}, not {subfield!r}", param=param)
+        if not criteria:
+            raise KvError(f"{where} ({text!r}): the criteria after '=' are empty "
+                          "(use * to match any value)", param=param)
+        out.append(Rule(field_, sub, criteria))
+    return tuple(out)
+
+
 UINT16 = uint(0, 0xFFFF)
 UINT32 = uint(0, 0xFFFFFFFF)
 _SSLCERT_KINDS: dict[str, Kind] = {
@@ -242,6 +287,15 @@ def _sslcert_params(*, required: bool) -> tuple[Param, ...]:
                  for name, kind in SSLCERT_PARAM_KINDS.items())
 
 
+def _certmapping_params(*, add: bool) -> tuple[Param, ...]:
+    # No defaults here: which keys were given matters (a one-to-one mapping refuses rules=).
+    return (Param("name", string, required=True),
+            Param("type", choice("onetoone", "manytoone"), required=add),
+            Param("certfile", string), Param("certhash", certhash), Param("user", string),
+            Param("rules", rules), Param("permission", permission),
+            Param("casesensitive", yesno), Param("enabled", yesno))
+
+
 SPECS: dict[tuple[str, str], Spec] = {
     (spec.verb, spec.noun): spec
     for spec in (
@@ -275,6 +329,14 @@ SPECS: dict[tuple[str, str], Spec] = {
                     required=True),),
              positional=("timeouttype",)),
         Spec("show", "timeout", ()),
+        Spec("add", "certmapping", _certmapping_params(add=True),
+             at_most_one_of=(("certfile", "certhash"),), positional=("name",)),
+        # update: the name, then only what changes (the rest of the mapping is kept).
+        Spec("update", "certmapping", _certmapping_params(add=False),
+             at_most_one_of=(("certfile", "certhash"),), positional=("name",)),
+        Spec("delete", "certmapping", (Param("name", string, required=True),),
+             positional=("name",)),
+        Spec("show", "certmapping", (Param("name", string),), positional=("name",)),
     )
 }
 
@@ -392,6 +454,12 @@ IPLISTEN_HEADER = ("\nIP addresses present in the IP listen list:\n"
 # (I) The reference gives only the two labels of show timeout; header and width are inferred.
 TIMEOUT_HEADER = "\nTimeout Values:\n---------------\n\n"
 TIMEOUT_LABEL_WIDTH = 30
+# (I) show certmapping has no netsh counterpart: header and labels follow show sslcert's style.
+CERTMAPPING_HEADER = "\nCertificate Mappings:\n---------------------\n\n"
+CERTMAPPING_FIELDS = (("Mapping Name", "name"), ("Type", "type"),
+                      ("Certificate Hash", "certhash"), ("Certificate Subject", "subject"),
+                      ("Rules", "rules"), ("User", "user"), ("Permission", "permission"),
+                      ("Case Sensitive", "casesensitive"), ("Enabled", "enabled"))
 
 # show sslcert, in netsh's order: (label, key, style). Styles: "text" prints the value or (null),
 # "int" the number, "enabled" Enabled/Disabled, "set" Set/Not Set.
@@ -546,6 +614,32 @@ def format_timeout(timeouts: Mapping[str, int]) -> str:
         for label, key in TIMEOUT_FIELDS) + "\n"
 
 
+def format_rules(mapping_rules: Iterable[Rule]) -> str:
+    """Rules as ``rules=`` takes them: ``Subject.O=Contoso;Issuer.CN=Contoso CA``."""
+    return ";".join(f"{r.field}.{r.subfield}={r.criteria}" for r in mapping_rules)
+
+
+def format_certmapping(entries: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> str:
+    """The output of ``show certmapping``: the header, then one block per mapping (the keys of
+    CERTMAPPING_FIELDS; booleans print Yes/No, None and absent keys ``(null)``; ``rules`` may
+    be a sequence of Rule) and a blank line after each."""
+    if isinstance(entries, Mapping):
+        entries = [entries]
+    out = [CERTMAPPING_HEADER]
+    for entry in entries:
+        for label, key in CERTMAPPING_FIELDS:
+            value = entry.get(key)
+            if isinstance(value, bool):
+                shown = "Yes" if value else "No"
+            elif key == "rules" and isinstance(value, (tuple, list)):
+                shown = _text(format_rules(value))
+            else:
+                shown = _text(value)
+            out.append(_line(label, shown))
+        out.append("\n")
+    return "".join(out)
+
+
 # ---------------------------------------------------------------------------------------------
 # Success and failure lines
 
@@ -577,6 +671,12 @@ MESSAGES: dict[tuple[str, str], tuple[str, str]] = {
     ("iplisten", "delete"): ("IP address successfully deleted", "IP address delete failed"),  # (I)
     ("timeout", "add"): ("Timeout successfully added", "Timeout add failed"),  # (I)
     ("timeout", "delete"): ("Timeout successfully deleted", "Timeout delete failed"),  # (I)
+    ("certmapping", "add"): ("Certificate mapping successfully added",  # (I)
+                             "Certificate mapping add failed"),  # (I)
+    ("certmapping", "update"): ("Certificate mapping successfully updated",  # (I)
+                                "Certificate mapping update failed"),  # (I)
+    ("certmapping", "delete"): ("Certificate mapping successfully deleted",  # (I)
+                                "Certificate mapping delete failed"),  # (I)
 }
 
 
