@@ -96,9 +96,9 @@ def encode(mappings: Iterable[Mapping]) -> bytes:
             if not isinstance(m.certificate, bytes | bytearray) or not m.certificate:
                 raise InvalidParameterError("certificate must be the DER bytes of a certificate",
                                             param="certificate")
-            if m.enabled:
-                digest = hashlib.sha256(bytes(m.certificate)).hexdigest()
-                lines.append(f"1\t{digest}\t{_text(m.user, 'userName')}")
+            line = f"1\t{hashlib.sha256(bytes(m.certificate)).hexdigest()}\t{_text(m.user, 'userName')}"
+            if m.enabled:  # validated either way: enabling it later must not fail
+                lines.append(line)
         elif isinstance(m, ManyToOne):
             if m.permission not in PERMISSIONS:
                 raise InvalidParameterError(f"permissionMode must be Allow or Deny, not {m.permission!r}",
@@ -106,8 +106,8 @@ def encode(mappings: Iterable[Mapping]) -> bytes:
             if not m.rules:
                 raise InvalidParameterError(f"many-to-one mapping {m.name!r} has no rules", param="rules")
             rules = [_rule(r) for r in m.rules]
+            user = _text(m.user, "userName") if m.permission == "Allow" else (m.user or "-")
             if m.enabled:
-                user = _text(m.user, "userName") if m.permission == "Allow" else (m.user or "-")
                 lines.append("\t".join(["M", m.permission[0], "1" if m.case_sensitive else "0", user,
                                         str(len(rules)), *rules]))
         else:
