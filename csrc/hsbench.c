@@ -106,9 +106,12 @@ static int add_sample(hs_hsbench_result_t *r, const slot_t *s)
     return 0;
 }
 
-static void slot_close(bench_t *b, slot_t *s)
+/* Ends a slot's connection. A cleanly finished one keeps its SSL object for the next
+ * connection (SSL_clear instead of SSL_free + SSL_new, as wrk does: SSL_new costs as much as a
+ * good part of the handshake on OpenSSL 3.0); a failed one drops it. */
+static void slot_close(bench_t *b, slot_t *s, int keep_ssl)
 {
-    if (s->ssl != NULL) {
+    if (s->ssl != NULL && !keep_ssl) {
         SSL_free(s->ssl);
         s->ssl = NULL;
     }
@@ -125,7 +128,7 @@ static void slot_fail(bench_t *b, slot_t *s, uint64_t *counter, const char *what
 {
     (*counter)++;
     note_error(b, what);
-    slot_close(b, s);
+    slot_close(b, s, 0);
 }
 
 static void watch(bench_t *b, slot_t *s, uint32_t events)
@@ -167,16 +170,24 @@ static void on_connected(bench_t *b, slot_t *s)
         return;
     }
     s->t_connect = now_us();
-    s->ssl = SSL_new(b->ctx);
+    if (s->ssl == NULL)
+        s->ssl = SSL_new(b->ctx);
+    else if (SSL_clear(s->ssl) != 1) {
+        SSL_free(s->ssl);
+        s->ssl = SSL_new(b->ctx);
+    }
     if (s->ssl == NULL || SSL_set_fd(s->ssl, s->fd) != 1) {
         slot_fail(b, s, &b->res->err_tls, "SSL_new");
         return;
     }
     if (b->cfg->sni != NULL)
         SSL_set_tlsext_host_name(s->ssl, b->cfg->sni);
+    /* SSL_clear keeps the last session: offer exactly the one chosen here, or none. */
     if (b->session != NULL && b->cfg->resume > 0 && next_random(b) < b->cfg->resume) {
         SSL_set_session(s->ssl, b->session);
         s->offered_session = 1;
+    } else {
+        SSL_set_session(s->ssl, NULL);
     }
     SSL_set_connect_state(s->ssl);
     s->state = SLOT_HANDSHAKE;
@@ -200,7 +211,7 @@ static void slot_done(bench_t *b, slot_t *s)
     /* The server closed cleanly: say both sides are shut, or SSL_free would mark the session
      * (which b->session shares) not resumable. */
     SSL_set_shutdown(s->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
-    slot_close(b, s);
+    slot_close(b, s, 1);
 }
 
 /* Runs the state machine as far as the socket allows. */
@@ -376,7 +387,7 @@ int hs_hsbench_run(const hs_hsbench_config_t *cfg, hs_hsbench_result_t *res, cha
     }
     res->elapsed_s = (double)(now_us() - start) / 1e6;
     for (int i = 0; i < cfg->connections; i++)
-        slot_close(&b, &slots[i]); /* unfinished at the end: not counted */
+        slot_close(&b, &slots[i], 0); /* unfinished at the end: not counted */
     free(slots);
     close(b.epfd);
     SSL_SESSION_free(b.session);
