@@ -8,7 +8,8 @@ invisible U+200E that Windows' certificate dialog adds when one copies them.
 
 Errors: InvalidParameterError (malformed input, wrong password), CertificateNotFoundError (a
 thumbprint that is not in the store), CertificateInUseError (delete of a certificate a binding
-uses), StoreError from the store itself. Each carries ``.param``. Anything else is a bug.
+uses or a trust list holds), StoreError from the store itself. Each carries ``.param``.
+Anything else is a bug.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class CertificateNotFoundError(NotFoundError):
 
 
 class CertificateInUseError(HttpsysError):
-    """The certificate is used by an sslcert binding (ERROR_BUSY); the message names it."""
+    """The certificate is used by an sslcert binding or held by a trust list (ERROR_BUSY); the
+    message names it."""
 
     winerror = 170
     exit_code = 1
@@ -221,7 +223,7 @@ class CertStore:
 
     def delete(self, thumbprint: str, *, param: str = "thumbprint") -> CertEntry:
         """Removes a certificate (and its key). Refused with CertificateInUseError while an
-        sslcert binding uses it; the message names the binding."""
+        sslcert binding uses it or a trust list holds it; the message names them."""
         entry = self.get(thumbprint, param=param)
         with self.store.transaction() as c:
             users = self.store.bindings_using(entry.thumbprint)
@@ -229,6 +231,16 @@ class CertStore:
                 raise CertificateInUseError(
                     f"{param}: certificate {entry.thumbprint} is used by the sslcert binding "
                     f"{', '.join(users)}; delete the binding first",
+                    param=param,
+                )
+            lists = [r[0] for r in c.execute(
+                "SELECT identifier FROM ctl WHERE thumbprint = ? ORDER BY identifier",
+                (entry.thumbprint,))]
+            if lists:
+                raise CertificateInUseError(
+                    f"{param}: certificate {entry.thumbprint} is in the trust list "
+                    f"{', '.join(lists)}; remove it from the list first "
+                    f"(httpsys cert ctl delete {lists[0]} {entry.thumbprint})",
                     param=param,
                 )
             c.execute("DELETE FROM certificates WHERE thumbprint = ?", (entry.thumbprint,))

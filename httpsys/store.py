@@ -2,8 +2,8 @@
 
 It holds the certificate store (MY / ROOT / CA, keyed by SHA-1 thumbprint, private keys for MY
 only), sslcert bindings (ipport and hostnameport), urlacl reservations, iplisten addresses,
-timeouts, certificate revocation lists and client-certificate mappings. Running servers watch
-it; the CLI changes it.
+timeouts, certificate revocation lists, client-certificate mappings and certificate trust
+lists. Running servers watch it; the CLI changes it.
 
 Theory of operation:
 
@@ -168,6 +168,20 @@ BEGIN SELECT RAISE(ABORT, 'private keys are kept for MY certificates only'); END
         ELSE certificate IS NULL AND thumbprint IS NULL AND rules IS NOT NULL
             AND (user IS NOT NULL OR permission = 'Deny') END)
 )""",
+    ),
+    (
+        # Certificate trust lists (httpsys cert ctl add|show|delete), named by the sslcert
+        # parameter sslctlidentifier: one row per (list, member). Members are ROOT or CA
+        # certificates of the certificate store; a list exists while it has a member.
+        """CREATE TABLE ctl (
+    identifier TEXT NOT NULL COLLATE NOCASE CHECK (identifier <> ''),
+    thumbprint TEXT NOT NULL REFERENCES certificates (thumbprint),
+    PRIMARY KEY (identifier, thumbprint)
+)""",
+        "CREATE INDEX ctl_thumbprint ON ctl (thumbprint)",
+        """CREATE TRIGGER ctl_only_root_and_ca BEFORE INSERT ON ctl
+WHEN (SELECT store FROM certificates WHERE thumbprint = NEW.thumbprint) NOT IN ('ROOT', 'CA')
+BEGIN SELECT RAISE(ABORT, 'trust lists hold ROOT and CA certificates only'); END""",
     ),
 ]
 

@@ -21,8 +21,11 @@ Theory of operation:
   the last good state of that binding and applies the others. It tries again on every later
   change of the store, so importing the missing certificate afterwards makes it live.
 - A binding's options include the client-certificate ones (``binding_options``): the trust
-  list (every ROOT and CA certificate) and the CRLs of the store. A change of the ROOT/CA
-  stores or of the CRL table (seen as a new ``Snapshot.trust`` digest) re-applies every
+  list and the CRLs of the store. The trust list is every ROOT and CA certificate, or, when
+  the row's ``sslctlidentifier`` names a trust list of the store (``httpsys cert ctl``), that
+  list's certificates only (of the ``sslctlstorename`` store only, when set); a missing or
+  empty list is an invalid change like any other. A change of the ROOT/CA stores, of the
+  trust lists or of the CRL table (seen as a new ``Snapshot.trust`` digest) re-applies every
   binding, so the new trust and CRLs are live for the next handshake.
 - iplisten addresses go to ``Server.set_iplisten`` (an empty list: every address); a change
   the server refuses (an address it cannot listen on) keeps the old set and is logged, and is
@@ -52,6 +55,7 @@ from cryptography.hazmat.primitives import serialization
 
 from .certmapstore import MappingRow, read_rows
 from .certstore import CertStore
+from .ctlstore import CtlStore, check_store_name
 from .errors import HttpsysError, NotFoundError
 from .server import DEFAULT_TIMEOUT, TIMEOUTS
 from .store import SSLCERT_PARAMS, Store
@@ -76,7 +80,8 @@ TRUST_KEYS = ("trusted_ca_pem", "crls")
 
 _ROW_OPTIONS = CORE_OPTIONS + CLIENT_CERT_OPTIONS
 _SSLCERT_SELECT = (
-    f"SELECT kind, key, certhash, certstorename, {', '.join(_ROW_OPTIONS)} FROM sslcert "
+    f"SELECT kind, key, certhash, certstorename, sslctlidentifier, sslctlstorename, "
+    f"{', '.join(_ROW_OPTIONS)} FROM sslcert "
     "WHERE kind IN ('ipport', 'hostnameport') ORDER BY kind, key"
 )
 
@@ -90,6 +95,8 @@ class BindingRow:
     certhash: str | None
     certstorename: str | None
     options: tuple[tuple[str, bool | int], ...]  # (name, value) for _ROW_OPTIONS
+    sslctlidentifier: str | None = None  # the trust list, or None for all of ROOT and CA
+    sslctlstorename: str | None = None  # restricts the trust list to ROOT or CA
 
     @property
     def name(self) -> str:
@@ -105,7 +112,7 @@ class Snapshot:
     iplisten: tuple[str, ...]
     timeouts: dict[str, int]
     crls: tuple[bytes, ...] = ()  # DER, every CRL of the store
-    trust: str = ""  # digest of the ROOT/CA thumbprints and CRL thumbprints
+    trust: str = ""  # digest of the ROOT/CA thumbprints, trust lists and CRL thumbprints
     certmappings: tuple[MappingRow, ...] = ()  # in evaluation order
 
 
@@ -115,10 +122,12 @@ def read_snapshot(store: Store) -> Snapshot:
     try:
         generation = store.generation()
         bindings = {}
-        for kind, key, certhash, storename, *flags in store.execute(_SSLCERT_SELECT):
+        for kind, key, certhash, storename, ctl, ctlstore, *flags in \
+                store.execute(_SSLCERT_SELECT):
             options = tuple((name, int(v) if name in INT_OPTIONS else bool(v))
                             for name, v in zip(_ROW_OPTIONS, flags))
-            bindings[(kind, key)] = BindingRow(kind, key, certhash, storename, options)
+            bindings[(kind, key)] = BindingRow(kind, key, certhash, storename, options,
+                                               ctl, ctlstore)
         iplisten = tuple(r[0] for r in store.execute("SELECT address FROM iplisten ORDER BY address"))
         timeouts = {t: int(v) for t, v in store.execute("SELECT timeouttype, value FROM timeouts")}
         digest = hashlib.sha256()
@@ -126,6 +135,9 @@ def read_snapshot(store: Store) -> Snapshot:
                 "SELECT store, thumbprint FROM certificates WHERE store IN ('ROOT', 'CA') "
                 "ORDER BY store, thumbprint"):
             digest.update(f"{store_name}:{thumb};".encode())
+        for identifier, thumb in store.execute(
+                "SELECT identifier, thumbprint FROM ctl ORDER BY identifier, thumbprint"):
+            digest.update(f"CTL:{identifier}:{thumb};".encode())
         crls = []
         for thumb, der in store.execute("SELECT thumbprint, der FROM crls ORDER BY issuer"):
             digest.update(f"CRL:{thumb};".encode())
@@ -177,19 +189,51 @@ def trusted_ca_pem(certs: CertStore) -> bytes | None:
     return pem or None
 
 
+def trust_list_pem(certs: CertStore, identifier: str, store_name: str | None) -> bytes:
+    """The certificates of the trust list ``identifier`` (ROOT first, then CA; of
+    ``store_name`` only when given) as concatenated PEM. Raises BindingError naming
+    ``sslctlidentifier`` when the list does not exist or has no such certificate, and naming
+    ``sslctlstorename`` when that is neither ROOT nor CA."""
+    try:
+        wanted = check_store_name(store_name)
+        members = CtlStore(certs.store).members(identifier, wanted, param="sslctlidentifier")
+    except HttpsysError as e:
+        raise BindingError(str(e)) from None
+    if not members:
+        raise BindingError(f"sslctlidentifier: the trust list {identifier!r} has no "
+                           f"certificate in store {wanted}")
+    return b"".join(x509.load_der_x509_certificate(m.der).public_bytes(serialization.Encoding.PEM)
+                    for m in members)
+
+
+def _crls_issued_by(crl_ders: Sequence[bytes], trusted_pem: bytes) -> tuple[bytes, ...]:
+    """The CRLs whose issuer is one of the trusted certificates' subjects (the core refuses a
+    CRL whose issuer it does not trust). So the CRL of an intermediate that is not in the list
+    itself (a client sends it in its chain) is not used: list the intermediate too."""
+    subjects = {c.subject for c in x509.load_pem_x509_certificates(trusted_pem)}
+    return tuple(bytes(d) for d in crl_ders if x509.load_der_x509_crl(bytes(d)).issuer in subjects)
+
+
 def binding_options(row: BindingRow, certs: CertStore,
                     crl_ders: Sequence[bytes]) -> dict[str, Any]:
     """The keyword arguments of Server.set_sslcert for a stored binding: its flags (reject,
     disabletls12/13, enablesessionticket), its client-certificate options (netsh defaults for
-    the ones the row lacks), the trust list of the store (``trusted_ca_pem``) and its CRLs
-    (``crls``, DER)."""
+    the ones the row lacks), the trust list (``trusted_ca_pem``: every ROOT and CA certificate,
+    or the certificates of the trust list the row's ``sslctlidentifier`` names) and the CRLs
+    (``crls``, DER; with a trust list, only those its certificates issued). Raises
+    BindingError for a trust list that is missing or empty."""
     stored = dict(row.options)
     options: dict[str, Any] = {}
     for name in _ROW_OPTIONS:
         value = stored.get(name, SSLCERT_PARAMS[name])
         options[name] = int(value) if name in INT_OPTIONS else bool(value)
-    options["trusted_ca_pem"] = trusted_ca_pem(certs)
-    options["crls"] = tuple(bytes(d) for d in crl_ders)
+    if row.sslctlidentifier:
+        pem = trust_list_pem(certs, row.sslctlidentifier, row.sslctlstorename)
+        options["trusted_ca_pem"] = pem
+        options["crls"] = _crls_issued_by(crl_ders, pem)
+    else:
+        options["trusted_ca_pem"] = trusted_ca_pem(certs)
+        options["crls"] = tuple(bytes(d) for d in crl_ders)
     return options
 
 

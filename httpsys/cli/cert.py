@@ -7,10 +7,15 @@
     httpsys cert list [--store MY|ROOT|CA]
     httpsys cert show THUMBPRINT
     httpsys cert export THUMBPRINT [--with-key]     PEM chain on stdout; the key only if asked
-    httpsys cert delete THUMBPRINT                   refused while a binding uses it
+    httpsys cert delete THUMBPRINT                   refused while a binding or trust list uses it
+    httpsys cert ctl add IDENTIFIER THUMBPRINT [THUMBPRINT ...]
+                                                     ROOT/CA certificates into a trust list
+    httpsys cert ctl show [IDENTIFIER]               every list, or one, with its members
+    httpsys cert ctl delete IDENTIFIER [THUMBPRINT ...]
+                                                     the whole list, or some members
 
 ``--store`` here is the certificate store's name; the database is chosen by the global
-``httpsys --store PATH cert ...``.
+``httpsys --store PATH cert ...``. A trust list is what a binding's ``sslctlidentifier`` names.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ import argparse
 import sys
 
 from ..certstore import CertEntry, CertStore
+from ..ctlstore import CtlStore
 from ..errors import HttpsysError
 from ..store import CERT_STORES, Store
 
 #: How the API's parameter names are spelled on this command line, for error messages.
 CLI_NAMES = {
     "thumbprint": "THUMBPRINT",
+    "identifier": "IDENTIFIER",
     "file": "FILE",
     "password": "--password",
     "store": "--store",
@@ -72,6 +79,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--with-key", action="store_true", help="append the private key too")
     p = sub.add_parser("delete", help="delete a certificate (and its key)")
     p.add_argument("thumbprint", metavar="THUMBPRINT")
+    p = sub.add_parser("ctl", help="certificate trust lists (sslctlidentifier)")
+    ctl = p.add_subparsers(dest="ctl_verb", required=True, metavar="VERB")
+    p = ctl.add_parser("add", help="add ROOT or CA certificates to a trust list (creates it)")
+    p.add_argument("identifier", metavar="IDENTIFIER")
+    p.add_argument("thumbprints", nargs="+", metavar="THUMBPRINT")
+    p = ctl.add_parser("show", help="show every trust list, or one")
+    p.add_argument("identifier", nargs="?", metavar="IDENTIFIER")
+    p = ctl.add_parser("delete", help="delete a trust list, or some of its certificates")
+    p.add_argument("identifier", metavar="IDENTIFIER")
+    p.add_argument("thumbprints", nargs="*", metavar="THUMBPRINT")
     return parser
 
 
@@ -111,7 +128,45 @@ def _list(entries: list[CertEntry]) -> str:
     return "\n".join(lines)
 
 
+def _show_ctl(ctls: CtlStore, identifier: str | None) -> str:
+    names = ctls.identifiers() if identifier is None else [identifier]
+    if not names:
+        return "No trust lists."
+    blocks = []
+    for name in names:
+        members = ctls.members(name)
+        lines = [f"{'Trust List':<20} : {ctls.identifier_of(name)}"]
+        for m in members:
+            lines += [f"    {'Thumbprint':<16} : {m.thumbprint}",
+                      f"    {'Store':<16} : {m.store}",
+                      f"    {'Subject':<16} : {m.subject}"]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _run_ctl(args: argparse.Namespace, ctls: CtlStore) -> int:
+    if args.ctl_verb == "add":
+        added = ctls.add(args.identifier, args.thumbprints)
+        name = ctls.identifier_of(args.identifier)
+        for thumb in added:
+            print(thumb)
+        print(f"Trust list {name}: {len(added)} certificate(s) added, "
+              f"{len(ctls.members(name))} in the list.")
+    elif args.ctl_verb == "show":
+        print(_show_ctl(ctls, args.identifier))
+    else:
+        name = ctls.identifier_of(args.identifier)
+        removed = ctls.delete(args.identifier, args.thumbprints)
+        if args.thumbprints:
+            print(f"{len(removed)} certificate(s) removed from trust list {name}.")
+        else:
+            print(f"Trust list {name} deleted ({len(removed)} certificate(s)).")
+    return 0
+
+
 def _run(args: argparse.Namespace, certs: CertStore) -> int:
+    if args.verb == "ctl":
+        return _run_ctl(args, CtlStore(certs.store))
     if args.verb == "new":
         print(certs.new_self_signed(args.dns, args.ip, days=args.days, signer=args.signer,
                                     rsa_bits=args.rsa))
