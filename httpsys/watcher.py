@@ -231,6 +231,12 @@ def binding_options(row: BindingRow, certs: CertStore,
         pem = trust_list_pem(certs, row.sslctlidentifier, row.sslctlstorename)
         options["trusted_ca_pem"] = pem
         options["crls"] = _crls_issued_by(crl_ders, pem)
+        if len(options["crls"]) < len(crl_ders):
+            # Their issuers are not in the list: certificates they cover go unchecked unless they
+            # name a distribution point. Say so rather than drop them silently.
+            log.warning("sslcert %s: trust list %r leaves out the issuers of %d CRL(s) in the store; "
+                        "add those CAs to the list (httpsys cert ctl add) to check revocation under "
+                        "them", row.name, row.sslctlidentifier, len(crl_ders) - len(options["crls"]))
     else:
         options["trusted_ca_pem"] = trusted_ca_pem(certs)
         options["crls"] = tuple(bytes(d) for d in crl_ders)
