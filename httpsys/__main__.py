@@ -218,7 +218,9 @@ def _read_urlacl(store: Any) -> list[tuple[str, str | None, int]]:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    # Stops like Ctrl-C, once: a second SIGTERM must not interrupt the shutdown it started
+    # (joining workers before their queues are freed).
+    workers._stop_on_first_signal(signum, frame)
 
 
 def _run(srv: Server, watcher: Any) -> int:

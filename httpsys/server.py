@@ -283,7 +283,8 @@ class Server:
         self._native.remove_url(str(reg.prefix))
         reg.queue.shutdown()
         for t in reg.threads:
-            t.join()
+            if t.ident is not None:  # started (see _start_workers)
+                t.join()
         reg.queue.release()
         for ip in self._iplisten:
             self._native.unlisten(ip, reg.prefix.port)
@@ -292,8 +293,11 @@ class Server:
         for i in range(self._workers):
             t = threading.Thread(target=wsgi.worker, args=(reg.queue.handle, reg.app),
                                  name=f"httpsys-worker-{reg.prefix}-{i}", daemon=True)
-            t.start()
+            # Listed before it starts: a KeyboardInterrupt (SIGTERM in serve) between the two
+            # must not leave a running worker that _unregister() does not wait for before it
+            # frees the queue the worker is blocked on.
             reg.threads.append(t)
+            t.start()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
