@@ -249,7 +249,8 @@ def run_scenario(scn: Any, args: Any, ctx: servers.Context,
     ctx = dataclasses.replace(ctx, max_connections=n + 64)
     out["rlimit_nofile"] = [soft, hard]
     if soft != resource.RLIM_INFINITY and soft < n + 64:
-        out["warnings"].append(f"RLIMIT_NOFILE is {soft} (hard {hard}): not enough for {n} connections")
+        out["warnings"].append(f"RLIMIT_NOFILE is {soft} (hard {hard}): "
+                               f"not enough for {n} connections")
     print(f"\n=== {scn.name}: {scn.title} ({n} connections; RLIMIT_NOFILE {soft})", flush=True)
     names = []
     for name in scn.servers:
@@ -278,7 +279,8 @@ def run_scenario(scn: Any, args: Any, ctx: servers.Context,
             rec["run"] = i + 1
             out["servers"][name]["runs"].append(rec)
             print(f"  run {i + 1} {name:13s} {rec['connections_opened']:,} open "
-                  f"(still {rec['still_open_after_measuring']:,})  RSS {rec['rss_before_kib'] / 1024:.1f} -> "
+                  f"(still {rec['still_open_after_measuring']:,})  "
+                  f"RSS {rec['rss_before_kib'] / 1024:.1f} -> "
                   f"{rec['rss_held_kib'] / 1024:.1f} MiB  {rec['kib_per_connection']:.1f} KiB/conn "
                   f"(anon {rec['anon_kib_per_connection']:.1f})  after close "
                   f"{rec['rss_after_close_kib'] / 1024:.1f} MiB  opened in {rec['open_s']:.1f} s  "
@@ -315,7 +317,8 @@ def run_scenario(scn: Any, args: Any, ctx: servers.Context,
             per_run = [mine[r["run"]] / r["kib_per_connection"] for r in peer["runs"]
                        if r["run"] in mine and r["kib_per_connection"] > 0]
             if per_run:
-                out["paired_ratios"][name] = {"per_run": per_run, "median": statistics.median(per_run)}
+                out["paired_ratios"][name] = {"per_run": per_run,
+                                              "median": statistics.median(per_run)}
     return out
 
 
@@ -335,7 +338,10 @@ def table(name: str, res: dict[str, Any], args: Any) -> str:
         if not med:
             lines.append(f"| {entry['label']} | failed: see warnings |" + " |" * 8)
             continue
-        ratio = "—" if sname == base else (f"{res['ratios'][sname]:.2f}" if sname in res["ratios"] else "n/a")
+        if sname == base:
+            ratio = "—"
+        else:
+            ratio = f"{res['ratios'][sname]:.2f}" if sname in res["ratios"] else "n/a"
         lines.append(
             f"| {entry['label']} | {med['rss_before_kib'] / 1024:.1f} MiB | "
             f"{med['rss_held_kib'] / 1024:.1f} MiB | {med['kib_per_connection']:.1f} | "
@@ -344,7 +350,8 @@ def table(name: str, res: dict[str, Any], args: Any) -> str:
             f"{med['setup_cpu_us_per_connection']:.0f} | {med['error_total']} | {ratio} |")
     for sname, why in res["skipped"].items():
         if sname not in res["servers"] or not res["servers"][sname].get("median"):
-            lines.append(f"| {servers.SERVERS[sname].label} | skipped: {why.splitlines()[0]} |" + " |" * 8)
+            label = servers.SERVERS[sname].label
+            lines.append(f"| {label} | skipped: {why.splitlines()[0]} |" + " |" * 8)
     if res.get("paired_ratios"):
         lines += ["", "Ratios paired by round: " + "; ".join(
             f"{servers.SERVERS[nm].label} {', '.join(f'{x:.2f}' for x in pr['per_run'])} "
