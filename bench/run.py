@@ -10,6 +10,9 @@ spreads over all of them. For every run it reads utime+stime of the server's wor
 from /proc/PID/stat before and after wrk, and divides by the requests wrk completed. The table
 shows the median of the runs for each figure, and the ratio httpsys CPU / peer CPU.
 
+The ``idle`` scenario does not run wrk: it holds --idle-connections TLS connections open and
+reports the server's resident memory per connection (bench/idle.py).
+
 Nothing is installed: what is missing is named, with the command that installs it, and that
 server is skipped. See bench/README.md for what each scenario measures.
 """
