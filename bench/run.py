@@ -10,6 +10,9 @@ spreads over all of them. For every run it reads utime+stime of the server's wor
 from /proc/PID/stat before and after wrk, and divides by the requests wrk completed. The table
 shows the median of the runs for each figure, and the ratio httpsys CPU / peer CPU.
 
+The ``idle`` scenario does not run wrk: it holds --idle-connections TLS connections open and
+reports the server's resident memory per connection (bench/idle.py).
+
 Nothing is installed: what is missing is named, with the command that installs it, and that
 server is skipped. See bench/README.md for what each scenario measures.
 """
@@ -37,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import certs  # noqa: E402
+import idle  # noqa: E402
 import loadgen  # noqa: E402
 import servers  # noqa: E402
 
@@ -57,6 +61,7 @@ class Scenario:
     connection_close: bool = False
     resume: bool = True          # may wrk resume TLS sessions (matters with connection_close)
     per: str = "request"         # what one wrk request is: a request, or a connection
+    kind: str = "wrk"            # "wrk": load with wrk, CPU per request; "idle": see idle.py
     targets: dict[str, float] = field(default_factory=dict)
 
 
@@ -85,7 +90,24 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         ("httpsys", "nginx", "granian-wsgi"),
         connection_close=True, resume=False, per="connection",
         targets={"nginx": 0.75}),
+    Scenario(
+        "resumed", "Resumed TLS 1.3 handshake per request (Connection: close)",
+        "As handshake, but wrk keeps its TLS session between connections, so after the first "
+        "handshake on each of the 50 connection slots every handshake is a TLS 1.3 resumption "
+        "(PSK from the server's session ticket, with an X25519 exchange: psk_dhe_ke) and the "
+        "server does no certificate signature. bench/wrk_tls.c counts how many were resumed.",
+        ("httpsys", "nginx", "granian-wsgi"),
+        connection_close=True, resume=True, per="connection"),
+    Scenario(
+        "idle", "Idle TLS keep-alive connections: server memory per connection",
+        "Opens --idle-connections TLS 1.3 keep-alive connections to the server (one GET each, "
+        "then left open and silent) from the load core and reads the server's resident memory "
+        "(VmRSS summed over its processes) before and with them open: KiB per connection.",
+        ("httpsys", "nginx", "granian-wsgi"),
+        per="connection", kind="idle"),
 )}
+
+RESUMED_MIN_SHARE = 0.98   # resumed: fewer resumed handshakes than this share is a warning
 
 SETTLE_S = 0.25   # after wrk exits, before the second /proc read: the server finishes closing
 
@@ -311,6 +333,9 @@ def run_scenario(scn: Scenario, args: argparse.Namespace, ctx: servers.Context,
     if scn.tls and scn.connection_close and not scn.resume and shim is None:
         out["warnings"].append("wrk_tls.so could not be built: wrk resumed TLS sessions, so these "
                                "are mostly resumed handshakes, not full ones")
+    if scn.tls and scn.connection_close and scn.resume and shim is None:
+        out["warnings"].append("wrk_tls.so could not be built: how many handshakes were resumed "
+                               "was not counted")
     print(f"\n=== {scn.name}: {scn.title}", flush=True)
     running: dict[str, servers.Running] = {}
     try:
@@ -424,6 +449,14 @@ def _check(scn: Scenario, args: argparse.Namespace, name: str, entry: dict[str, 
     if "handshakes_total" in med:
         if scn.connection_close and not scn.resume and med["resumed_total"]:
             warnings.append(f"{name}: {med['resumed_total']} handshakes were resumed")
+        if scn.connection_close and scn.resume:
+            # The first handshake on each of wrk's connection slots is a full one; any other
+            # full handshake means the server gave no ticket or refused it.
+            full = med["handshakes_total"] - med["resumed_total"]
+            expected = med["runs"] * args.connections
+            if full > expected or med["resumed_total"] < RESUMED_MIN_SHARE * med["handshakes_total"]:
+                warnings.append(f"{name}: {full:,} of {med['handshakes_total']:,} handshakes were "
+                                f"full ones ({expected:,} expected: the first on each wrk connection)")
         if not scn.connection_close:
             extra = med["handshakes_total"] - med["runs"] * args.connections
             if extra > 0:
@@ -520,7 +553,9 @@ def table(name: str, res: dict[str, Any], args: argparse.Namespace) -> str:
                   "; ".join(f"{servers.SERVERS[n].label} {', '.join(f'{x:.2f}' for x in pr['per_run'])} "
                             f"(median {pr['median']:.2f})" for n, pr in res["paired_ratios"].items()) + "."]
     tls_notes = [f"{e['label']}: {e['median']['handshakes_total']:,} handshakes "
-                 f"({e['median']['resumed_total']:,} resumed), {e['median']['negotiated']}"
+                 f"({e['median']['resumed_total']:,} resumed, "
+                 f"{e['median']['resumed_total'] / max(1, e['median']['handshakes_total']):.1%}), "
+                 f"{e['median']['negotiated']}"
                  for e in res["servers"].values() if e.get("median", {}).get("handshakes_total") is not None]
     if tls_notes and res["connection_close"]:
         lines += ["", "wrk's handshakes (counted by bench/wrk_tls.c): " + "; ".join(tls_notes) + "."]
@@ -553,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="before each run, wait up to this many seconds for both cores to go idle")
     p.add_argument("--connections", type=int, default=50, help="wrk -c (default 50)")
     p.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
+    p.add_argument("--idle-connections", type=int, default=2000,
+                   help="idle scenario: TLS keep-alive connections held open (default 2000)")
     p.add_argument("--httpsys-io-threads", type=int, default=1)
     p.add_argument("--httpsys-workers", type=int, default=1)
     p.add_argument("--json", type=Path, help="write every run, the medians and the machine here")
@@ -574,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown server {', '.join(unknown)}; choose from {', '.join(servers.SERVERS)}")
     if args.runs < 1 or args.duration < 1 or args.warmup < 0:
         p.error("--runs and --duration must be >= 1, --warmup >= 0 (wrk takes whole seconds)")
+    if args.idle_connections < 1:
+        p.error("--idle-connections must be >= 1")
     problems = preflight(args)
     if problems:
         for msg in problems:
@@ -603,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": {"duration_s": args.duration, "runs": args.runs, "warmup_s": args.warmup,
                        "server_core": args.server_core, "load_core": args.load_core,
                        "wrk_connections": args.connections, "wrk_threads": args.threads,
+                       "idle_connections": args.idle_connections,
                        "httpsys_io_threads": args.httpsys_io_threads,
                        "httpsys_workers": args.httpsys_workers, "wrk_tls_shim": shim_msg,
                        "retries": args.retries, "quiet_wait_s": args.quiet_wait,
@@ -615,10 +655,16 @@ def main(argv: list[str] | None = None) -> int:
               f"{m['openssl']}  Python {m['python']}", flush=True)
         tables = []
         for name in names:
-            res = run_scenario(SCENARIOS[name], args, ctx, shim)
-            doc["scenarios"][name] = res
-            write_json(json_path, doc)
-            tables.append(table(name, res, args))
+            if SCENARIOS[name].kind == "idle":
+                res = idle.run_scenario(SCENARIOS[name], args, ctx, wait_quiet)
+                doc["scenarios"][name] = res
+                write_json(json_path, doc)
+                tables.append(idle.table(name, res, args))
+            else:
+                res = run_scenario(SCENARIOS[name], args, ctx, shim)
+                doc["scenarios"][name] = res
+                write_json(json_path, doc)
+                tables.append(table(name, res, args))
             print("\n" + tables[-1], flush=True)
         print(f"\n## Results ({m['date']}, {m['cpu_model']}, {m['openssl']})\n")
         print("\n\n".join(tables))

@@ -146,6 +146,9 @@ class Context:
     core: int
     httpsys_io_threads: int = 1
     httpsys_workers: int = 1
+    # Connections the server must hold open at once (idle scenario); None: each server's default.
+    # granian's default (--backpressure = --backlog = 1024 per worker) stops accepting at 1,024.
+    max_connections: int | None = None
 
 
 @dataclass
@@ -375,6 +378,9 @@ def launch_granian(ctx: Context, tls: bool, interface: str) -> Launch:
     if tls:
         argv += ["--ssl-certificate", str(ctx.certs.cert_path), "--ssl-keyfile", str(ctx.certs.key_path),
                  "--ssl-protocol-min", "tls1.2"]
+    if ctx.max_connections is not None:
+        n = str(max(1024, ctx.max_connections))
+        argv += ["--backlog", n, "--backpressure", n]
     argv.append(target)
     return Launch(_pinned(ctx.core, argv), python_env(), port, tls, worker_marker="granian")
 
