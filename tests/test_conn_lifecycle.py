@@ -118,3 +118,17 @@ def test_client_reset_during_queue_wait_leaves_server_healthy(server: Any, ca_fi
     status, _, body = clients.https_get(run.port, "/", ca=ca_file)
     assert (status, body) == (200, b"hello")
     assert wait_for(lambda: run.srv.connections == 0, 2.0)
+
+
+def test_an_idle_connection_gives_its_buffers_back_and_keeps_working(server: Callable[..., Any]) -> None:
+    """The once-a-second sweep frees an idle keep-alive connection's buffers; the next request
+    on it (and a pipelined pair) still gets its answers."""
+    run = server({"/": hello})
+    with clients.tls_socket(run.port) as sock:
+        buf = bytearray()
+        for round_ in range(3):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n" * 2)
+            for _ in range(2):
+                resp = clients.read_response(sock, buf)
+                assert (resp.status, resp.body) == (200, b"hello"), round_
+            time.sleep(1.3)  # at least one sweep sees it idle
