@@ -9,7 +9,7 @@
  * new connection in the same slot until the duration is over. Each finished connection leaves a
  * sample: TCP connect, TLS handshake and first response byte, in microseconds from the
  * connect() call. A share cfg->resume of the handshakes offers the last session the server gave
- * (TLS 1.3 tickets arrive with the response, so they are taken after it). The counters are
+ * that slot (TLS 1.3 tickets arrive with the response, so they are taken after it). The counters are
  * 64-bit words stored before every epoll_wait (an external call), which a caller's thread may
  * read while the run goes on (a progress line); an aligned 64-bit load does not tear on the
  * 64-bit targets we build for.
@@ -40,6 +40,9 @@ typedef struct slot {
     int state;
     uint64_t t0, t_connect, t_handshake, t_first; /* us on the monotonic clock; 0: not yet */
     size_t sent;
+    SSL_SESSION *session; /* the newest session the server gave this slot, for resumption: one
+                             per slot, as a browser keeps one per origin and connection pool,
+                             since TLS 1.3 tickets may be single-use (rustls's are) */
     unsigned offered_session : 1;
 } slot_t;
 
@@ -47,7 +50,6 @@ typedef struct bench {
     const hs_hsbench_config_t *cfg;
     hs_hsbench_result_t *res;
     SSL_CTX *ctx;
-    SSL_SESSION *session; /* the newest the server gave, for resumption */
     int epfd;
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -183,8 +185,8 @@ static void on_connected(bench_t *b, slot_t *s)
     if (b->cfg->sni != NULL)
         SSL_set_tlsext_host_name(s->ssl, b->cfg->sni);
     /* SSL_clear keeps the last session: offer exactly the one chosen here, or none. */
-    if (b->session != NULL && b->cfg->resume > 0 && next_random(b) < b->cfg->resume) {
-        SSL_set_session(s->ssl, b->session);
+    if (s->session != NULL && b->cfg->resume > 0 && next_random(b) < b->cfg->resume) {
+        SSL_set_session(s->ssl, s->session);
         s->offered_session = 1;
     } else {
         SSL_set_session(s->ssl, NULL);
@@ -200,8 +202,8 @@ static void slot_done(bench_t *b, slot_t *s)
     if (b->cfg->resume > 0) {
         SSL_SESSION *sess = SSL_get1_session(s->ssl);
         if (sess != NULL && SSL_SESSION_is_resumable(sess)) {
-            SSL_SESSION_free(b->session);
-            b->session = sess;
+            SSL_SESSION_free(s->session);
+            s->session = sess;
         } else {
             SSL_SESSION_free(sess);
         }
@@ -209,7 +211,7 @@ static void slot_done(bench_t *b, slot_t *s)
     if (add_sample(b->res, s) != 0)
         note_error(b, "out of memory for samples");
     /* The server closed cleanly: say both sides are shut, or SSL_free would mark the session
-     * (which b->session shares) not resumable. */
+     * (which s->session shares) not resumable. */
     SSL_set_shutdown(s->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     slot_close(b, s, 1);
 }
@@ -307,7 +309,7 @@ static SSL_CTX *make_ctx(const hs_hsbench_config_t *cfg, char *err, size_t errle
     SSL_CTX_set_verify(ctx, cfg->ca_file ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     /* A server that closes after its response without close_notify is done, not broken. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    /* Sessions are kept by hand (b->session), so resumption is exactly what cfg->resume says. */
+    /* Sessions are kept by hand (per slot), so resumption is exactly what cfg->resume says. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     return ctx;
 }
@@ -388,9 +390,10 @@ int hs_hsbench_run(const hs_hsbench_config_t *cfg, hs_hsbench_result_t *res, cha
     res->elapsed_s = (double)(now_us() - start) / 1e6;
     for (int i = 0; i < cfg->connections; i++)
         slot_close(&b, &slots[i], 0); /* unfinished at the end: not counted */
+    for (int i = 0; i < cfg->connections; i++)
+        SSL_SESSION_free(slots[i].session);
     free(slots);
     close(b.epfd);
-    SSL_SESSION_free(b.session);
     SSL_CTX_free(b.ctx);
     return HS_RESULT_OK;
 }

@@ -169,7 +169,7 @@ void hs_request_fail(hs_request_t *r, int reject);
 
 /* The handshake load generator (`httpsys bench handshake`): cfg->connections client connections
  * at once for cfg->duration_s seconds, each a full TCP connect + TLS handshake (resuming the
- * server's last session for a share cfg->resume of them) + one request read to the server's
+ * slot's last session for a share cfg->resume of them) + one request read to the server's
  * close. Runs on the calling thread; the counters of res may be read from another thread while
  * it runs. Samples (us from connect()) are malloc'd: free them with hs_hsbench_free. */
 typedef struct hs_hsbench_config {

@@ -4,9 +4,9 @@
         [--tls 1.2|1.3] [--resume 0.0-1.0] [--cert FILE --key FILE] [--cafile FILE]
         [--json OUT] [--plot OUT.png]
 
-Each connection is a TCP connect, a TLS handshake (a full one, or a resumption of the last
-session the server gave for a ``--resume`` share of them), one ``GET`` with ``Connection: close``
-and the response read to the server's close; ``--connections`` of them are in flight at once in
+Each connection is a TCP connect, a TLS handshake (a full one, or for a ``--resume`` share of
+them a resumption of the last session the server gave that connection slot), one ``GET`` with
+``Connection: close`` and the response read to the server's close; ``--connections`` of them are in flight at once in
 one epoll loop in C (csrc/hsbench.c) on the calling thread. It works against any TLS server.
 """
 
