@@ -191,6 +191,9 @@ def test_invalid_change_keeps_last_good_state(env, pki, ca_file, caplog):
         c.execute("UPDATE sslcert SET certhash = ?, certstorename = NULL WHERE key = ?",
                   (env.thumbs["leaf2"], env.ipport))
     wait_for(lambda: peer_cert_der(env.port) == pki.leaf2.der, 2.0, "leaf2 presented")
+    # The certificate is live as soon as set_sslcert returns; the watcher records the outcome
+    # just after, so wait for the whole change to be applied before reading its errors.
+    env.wait_applied(env.store.generation())
     assert env.watcher.errors == {}
 
 
