@@ -19,6 +19,7 @@ import datetime
 import ipaddress
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,10 @@ from .errors import HttpsysError, InvalidParameterError, NotFoundError
 from .store import CERT_STORES, Store
 
 RSA_SIZES = (2048, 3072, 4096)
+
+#: Where a certificate came from: ``cert import`` (and every ROOT/CA entry), ``cert new``,
+#: ``cert request`` + ``cert complete``, ACME.
+SOURCES = ("import", "self-signed", "request", "acme")
 
 _PEM_KEY = re.compile(
     rb"-----BEGIN ((?:ENCRYPTED |RSA |EC )?PRIVATE KEY)-----.+?-----END \1-----", re.DOTALL
@@ -119,6 +124,43 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+def _load_chain(chain: str | bytes | Sequence[x509.Certificate]) -> list[x509.Certificate]:
+    if isinstance(chain, str):
+        chain = chain.encode()
+    if isinstance(chain, bytes):
+        try:
+            certs = x509.load_pem_x509_certificates(chain)
+        except ValueError as e:
+            raise _invalid("chain", f"not a PEM certificate chain: {e}") from None
+    else:
+        certs = list(chain)
+    if not certs:
+        raise _invalid("chain", "holds no certificate")
+    return certs
+
+
+def _load_key(key: Any) -> Any:
+    if isinstance(key, str):
+        key = key.encode()
+    if isinstance(key, bytes):
+        try:
+            key = (serialization.load_pem_private_key(key, None) if key.startswith(b"-----")
+                   else serialization.load_der_private_key(key, None))
+        except (ValueError, TypeError) as e:
+            raise _invalid("key", f"not an unencrypted PEM or DER private key: {e}") from None
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise _invalid("key", f"{type(key).__name__} is not an EC or RSA private key")
+    return key
+
+
+def _renew_iso(when: datetime.datetime | None) -> str | None:
+    if when is None:
+        return None
+    if not isinstance(when, datetime.datetime) or when.tzinfo is None:
+        raise _invalid("renew_at", f"{when!r} is not a timezone-aware datetime")
+    return _iso(when)
+
+
 @dataclass(frozen=True)
 class CertEntry:
     """One certificate of the store."""
@@ -132,6 +174,8 @@ class CertEntry:
     issuer: str
     not_before: str  # ISO 8601 UTC
     not_after: str
+    source: str = "import"  # one of SOURCES
+    renew_at: str | None = None  # ISO 8601 UTC; None: httpsys does not renew it
 
     @property
     def certificate(self) -> x509.Certificate:
@@ -157,13 +201,13 @@ class CertStore:
     # Reading
 
     def _entry(self, row: tuple[Any, ...]) -> CertEntry:
-        thumb, store, der, chain, has_key, subject, issuer, nb, na = row
+        thumb, store, der, chain, has_key, subject, issuer, nb, na, source, renew_at = row
         return CertEntry(thumb, store, bytes(der), tuple(_split_der_chain(bytes(chain))),
-                         bool(has_key), subject, issuer, nb, na)
+                         bool(has_key), subject, issuer, nb, na, source, renew_at)
 
     _SELECT = (
         "SELECT c.thumbprint, c.store, c.der, c.chain, k.thumbprint IS NOT NULL, c.subject, "
-        "c.issuer, c.not_before, c.not_after FROM certificates c "
+        "c.issuer, c.not_before, c.not_after, c.source, c.renew_at FROM certificates c "
         "LEFT JOIN private_keys k ON k.thumbprint = c.thumbprint"
     )
 
@@ -247,7 +291,10 @@ class CertStore:
         return entry
 
     def _put(self, c: Any, store: str, cert: x509.Certificate, chain: builtins.list[bytes],
-             key: Any | None, param: str) -> str:
+             key: Any | None, param: str, source: str = "import",
+             renew_at: str | None = None) -> str:
+        """Inserts or updates one certificate. Adding one again replaces its chain (and key);
+        an import keeps the source and renewal time it had, any other source sets both."""
         der = _der(cert)
         thumb = thumbprint_of(der)
         row = c.execute("SELECT store FROM certificates WHERE thumbprint = ?", (thumb,)).fetchone()
@@ -259,10 +306,13 @@ class CertStore:
             )
         c.execute(
             "INSERT INTO certificates (thumbprint, store, der, chain, subject, issuer, "
-            "not_before, not_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (thumbprint) DO UPDATE SET chain = excluded.chain",
+            "not_before, not_after, source, renew_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (thumbprint) DO UPDATE SET chain = excluded.chain, "
+            "source = iif(excluded.source = 'import', source, excluded.source), "
+            "renew_at = iif(excluded.source = 'import', renew_at, excluded.renew_at)",
             (thumb, store, der, b"".join(chain), cert.subject.rfc4514_string(),
-             cert.issuer.rfc4514_string(), _iso(_utc(cert, "before")), _iso(_utc(cert, "after"))),
+             cert.issuer.rfc4514_string(), _iso(_utc(cert, "before")), _iso(_utc(cert, "after")),
+             source, renew_at),
         )
         if key is not None:
             pkcs8 = key.private_bytes(serialization.Encoding.DER,
@@ -271,6 +321,51 @@ class CertStore:
             c.execute("INSERT OR REPLACE INTO private_keys (thumbprint, pkcs8_der) VALUES (?, ?)",
                       (thumb, pkcs8))
         return thumb
+
+    def add_chain(self, chain: str | bytes | Sequence[x509.Certificate], key: Any, *,
+                  source: str, renew_at: datetime.datetime | None = None) -> str:
+        """Stores a server certificate and its private key into MY in one transaction and
+        returns its thumbprint.
+
+        ``chain``: the leaf first, then its issuers, as PEM (text or bytes) or certificates.
+        ``key``: the leaf's private key (EC or RSA), as a ``cryptography`` key or PEM / DER
+        PKCS#8 bytes. ``source``: one of SOURCES. ``renew_at``: when httpsys should renew it
+        (timezone-aware), or None. Adding a certificate that is there already replaces its
+        chain, key, source and renew_at. Raises InvalidParameterError naming ``chain``,
+        ``key``, ``source`` or ``renew_at``; nothing is stored then."""
+        with self.store.transaction() as c:
+            return self.put_chain(c, chain, key, source=source, renew_at=renew_at)
+
+    def put_chain(self, c: Any, chain: str | bytes | Sequence[x509.Certificate], key: Any, *,
+                  source: str, renew_at: datetime.datetime | None = None) -> str:
+        """``add_chain`` inside the caller's ``with store.transaction() as c:`` block, so that
+        storing a certificate and pointing a binding at it are one change."""
+        certs = _load_chain(chain)
+        private = _load_key(key)
+        if source not in SOURCES:
+            raise _invalid("source", f"{source!r} is not a certificate source "
+                                     f"({', '.join(SOURCES)})")
+        if _spki(private) != _spki(certs[0]):
+            raise _invalid("key", "the private key does not belong to the chain's first "
+                                  "certificate (the leaf)")
+        return self._put(c, "MY", certs[0], [_der(x) for x in certs[1:]], private, "chain",
+                         source=source, renew_at=_renew_iso(renew_at))
+
+    def set_renew_at(self, thumbprint: str, renew_at: datetime.datetime | None) -> None:
+        """Sets (or, with None, clears) when a certificate is next renewed. Raises
+        CertificateNotFoundError or InvalidParameterError naming ``thumbprint`` or
+        ``renew_at``."""
+        when = _renew_iso(renew_at)
+        entry = self.get(thumbprint)
+        with self.store.transaction() as c:
+            c.execute("UPDATE certificates SET renew_at = ? WHERE thumbprint = ?",
+                      (when, entry.thumbprint))
+
+    def renewals(self) -> builtins.list[CertEntry]:
+        """The certificates that have a renewal time, the soonest first."""
+        rows = self.store.execute(f"{self._SELECT} WHERE c.renew_at IS NOT NULL "
+                                  "ORDER BY c.renew_at, c.thumbprint")
+        return [self._entry(r) for r in rows]
 
     @staticmethod
     def _store_name(store: str) -> str:
@@ -351,7 +446,7 @@ class CertStore:
                 critical=False)
         cert = builder.sign(issuer_key or key, hashes.SHA256())
         with self.store.transaction() as c:
-            return self._put(c, "MY", cert, chain, key, "dns")
+            return self._put(c, "MY", cert, chain, key, "dns", source="self-signed")
 
     def import_file(self, path: str | os.PathLike[str], password: str | bytes | None = None,
                     store: str = "MY") -> builtins.list[str]:

@@ -2,8 +2,8 @@
 
 It holds the certificate store (MY / ROOT / CA, keyed by SHA-1 thumbprint, private keys for MY
 only), sslcert bindings (ipport and hostnameport), urlacl reservations, iplisten addresses,
-timeouts, certificate revocation lists, client-certificate mappings and certificate trust
-lists. Running servers watch it; the CLI changes it.
+timeouts, certificate revocation lists, client-certificate mappings, certificate trust
+lists and pending certificate requests. Running servers watch it; the CLI changes it.
 
 Theory of operation:
 
@@ -182,6 +182,33 @@ BEGIN SELECT RAISE(ABORT, 'private keys are kept for MY certificates only'); END
         """CREATE TRIGGER ctl_only_root_and_ca BEFORE INSERT ON ctl
 WHEN (SELECT store FROM certificates WHERE thumbprint = NEW.thumbprint) NOT IN ('ROOT', 'CA')
 BEGIN SELECT RAISE(ABORT, 'trust lists hold ROOT and CA certificates only'); END""",
+    ),
+    (
+        # Where a certificate came from (httpsys cert show's Source): 'import' (cert import, and
+        # every ROOT/CA entry), 'self-signed' (cert new), 'request' (cert request + complete)
+        # or 'acme'; and when it is next renewed (ISO 8601 UTC; NULL: never by httpsys).
+        """ALTER TABLE certificates ADD COLUMN source TEXT NOT NULL DEFAULT 'import'
+    CHECK (source IN ('import', 'self-signed', 'request', 'acme'))""",
+        "ALTER TABLE certificates ADD COLUMN renew_at TEXT",
+        # Rows from before: what cert new made is self-signed (subject = issuer, a lone CN), in
+        # MY with its key and no chain. An imported certificate of that shape cannot be told
+        # apart and is called self-signed too, which it is.
+        """UPDATE certificates SET source = 'self-signed'
+WHERE store = 'MY' AND subject = issuer AND subject LIKE 'CN=%' AND instr(subject, ',') = 0
+    AND chain = x'' AND thumbprint IN (SELECT thumbprint FROM private_keys)""",
+        # Certificate requests (httpsys cert request, until cert complete): the key made for
+        # it (PKCS#8 DER; it never leaves the store), its public key (SubjectPublicKeyInfo
+        # DER, which the CA's answer is matched on), what was asked for, and the CSR.
+        """CREATE TABLE pending_request (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pkcs8_der BLOB NOT NULL,
+    spki_der BLOB NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    dns TEXT NOT NULL DEFAULT '',
+    ip TEXT NOT NULL DEFAULT '',
+    csr_pem TEXT NOT NULL,
+    created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+)""",
     ),
 ]
 
