@@ -422,7 +422,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--io-threads", type=int, default=1)
     _add_worker_options(p)
     p.set_defaults(func=cmd_serve)
-    sub.add_parser("cert", help="the certificate store: new, import, list, show, export, delete")
+    sub.add_parser("cert", help="the certificate store: new, import, request, complete, list, show, "
+                   "export, delete")
     sub.add_parser("crl", help="certificate revocation lists: add, show, delete")
     sub.add_parser("http", help="netsh http: add/update/delete/show sslcert, urlacl, ...")
     sub.add_parser("bench", help="load generators: bench handshake URL (TLS handshakes per second)")

@@ -124,6 +124,26 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+def server_names(dns: str | Sequence[str], ip: str | Sequence[str] | None = None,
+                 ) -> tuple[list[str], list[ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+    """The DNS names (at least one) and IP addresses of a server certificate, checked.
+    Raises InvalidParameterError naming ``dns`` or ``ip``."""
+    names = [dns] if isinstance(dns, str) else list(dns)
+    if not names:
+        raise _invalid("dns", "give at least one DNS name")
+    for name in names:
+        if not re.fullmatch(r"(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?", name):
+            raise _invalid("dns", f"{name!r} is not a DNS name")
+    ips = [] if ip is None else [ip] if isinstance(ip, str) else list(ip)
+    addresses = []
+    for value in ips:
+        try:
+            addresses.append(ipaddress.ip_address(value))
+        except ValueError:
+            raise _invalid("ip", f"{value!r} is not an IP address") from None
+    return names, addresses
+
+
 def _load_chain(chain: str | bytes | Sequence[x509.Certificate]) -> list[x509.Certificate]:
     if isinstance(chain, str):
         chain = chain.encode()
@@ -380,19 +400,7 @@ class CertStore:
         """Makes a server certificate for ``dns`` (and ``ip``) into MY and returns its
         thumbprint. ECDSA P-256 unless ``rsa_bits`` (2048, 3072 or 4096). Self-signed, or
         issued by ``signer``: the thumbprint of a MY certificate that is a CA and has a key."""
-        names = [dns] if isinstance(dns, str) else builtins.list(dns)
-        if not names:
-            raise _invalid("dns", "give at least one DNS name")
-        for name in names:
-            if not re.fullmatch(r"(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9_])?", name):
-                raise _invalid("dns", f"{name!r} is not a DNS name")
-        ips = [] if ip is None else [ip] if isinstance(ip, str) else builtins.list(ip)
-        addresses = []
-        for value in ips:
-            try:
-                addresses.append(ipaddress.ip_address(value))
-            except ValueError:
-                raise _invalid("ip", f"{value!r} is not an IP address") from None
+        names, addresses = server_names(dns, ip)
         if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 36500:
             raise _invalid("days", f"{days!r} is not a number of days (1-36500)")
         if rsa_bits is not None and rsa_bits not in RSA_SIZES:

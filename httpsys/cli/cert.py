@@ -4,8 +4,13 @@
                      [--rsa 2048]                    prints the new certificate's thumbprint
     httpsys cert import FILE [--password P] [--store MY|ROOT|CA]
                                                      prints the thumbprints imported
+    httpsys cert request --dns NAME [--dns NAME ...] [--ip IP ...] [--rsa 2048] [--subject DN]
+                         [--out FILE.csr]            a key into the store, its CSR (PEM) out
+    httpsys cert complete FILE                       the CA's answer (PEM chain or PKCS#7) into
+                                                     MY with its pending key; prints the thumbprint
     httpsys cert list [--store MY|ROOT|CA]
-    httpsys cert show THUMBPRINT
+    httpsys cert list --pending                      the requests waiting for an answer
+    httpsys cert show THUMBPRINT                     with its source and next renewal
     httpsys cert export THUMBPRINT [--with-key]     PEM chain on stdout; the key only if asked
     httpsys cert delete THUMBPRINT                   refused while a binding or trust list uses it
     httpsys cert ctl add IDENTIFIER THUMBPRINT [THUMBPRINT ...]
@@ -21,11 +26,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from ..certrequest import CertRequests, PendingRequest
 from ..certstore import CertEntry, CertStore
 from ..ctlstore import CtlStore
-from ..errors import HttpsysError
+from ..errors import HttpsysError, InvalidParameterError
 from ..store import CERT_STORES, Store
 
 #: How the API's parameter names are spelled on this command line, for error messages.
@@ -41,6 +48,8 @@ CLI_NAMES = {
     "signer": "--signer",
     "rsa_bits": "--rsa",
     "with_key": "--with-key",
+    "subject": "--subject",
+    "out": "--out",
 }
 
 
@@ -69,9 +78,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--password", help="password of the PKCS#12 file or encrypted key")
     p.add_argument("--store", type=_store_name, default="MY", metavar="MY|ROOT|CA",
                    help="certificate store (default MY)")
-    p = sub.add_parser("list", help="list certificates")
-    p.add_argument("--store", type=_store_name, metavar="MY|ROOT|CA",
-                   help="only this certificate store")
+    p = sub.add_parser("request", help="make a key in the store and a certificate request "
+                       "(PKCS#10) for a CA")
+    p.add_argument("--dns", action="append", required=True, metavar="NAME",
+                   help="DNS name (repeat for more; the first is the subject CN by default)")
+    p.add_argument("--ip", action="append", metavar="IP", help="IP address (repeatable)")
+    p.add_argument("--rsa", type=int, metavar="BITS", help="RSA key of BITS (2048) instead of "
+                   "ECDSA P-256")
+    p.add_argument("--subject", metavar="DN", help="subject, like CN=www.example.com,O=Example "
+                   "(default CN=the first --dns)")
+    p.add_argument("--out", metavar="FILE.csr", help="write the request there (default stdout)")
+    p = sub.add_parser("complete", help="store the CA's answer to a request; prints the "
+                       "thumbprint")
+    p.add_argument("file", metavar="FILE")
+    p = sub.add_parser("list", help="list certificates (or pending requests)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--store", type=_store_name, metavar="MY|ROOT|CA",
+                       help="only this certificate store")
+    group.add_argument("--pending", action="store_true",
+                       help="the certificate requests waiting for the CA's answer")
     p = sub.add_parser("show", help="show one certificate")
     p.add_argument("thumbprint", metavar="THUMBPRINT")
     p = sub.add_parser("export", help="print a certificate chain as PEM")
@@ -110,6 +135,8 @@ def _show(entry: CertEntry, bindings: list[str]) -> str:
         ("Serial Number", format(cert.serial_number, "x")),
         ("Not Before", entry.not_before),
         ("Not After", entry.not_after),
+        ("Source", entry.source),
+        ("Next Renewal", entry.renew_at or "-"),
         ("DNS Names", dns),
         ("IP Addresses", ips),
         ("Public Key", entry.key_description()),
@@ -126,6 +153,52 @@ def _list(entries: list[CertEntry]) -> str:
         lines.append(f"{e.store:<5} {e.thumbprint} {'yes' if e.has_key else 'no':<3} "
                      f"{e.not_after:<20} {e.subject}")
     return "\n".join(lines)
+
+
+def _list_pending(requests: list[PendingRequest]) -> str:
+    if not requests:
+        return "No pending certificate requests."
+    lines = [f"{'Id':<4} {'Created':<20} {'Key':<11} {'Subject':<30} Names"]
+    for r in requests:
+        lines.append(f"{r.id:<4} {r.created:<20} {r.key:<11} {r.subject:<30} "
+                     f"{', '.join(r.dns + r.ip)}")
+    return "\n".join(lines)
+
+
+def _request(args: argparse.Namespace, requests: CertRequests) -> None:
+    """``cert request``: the --out file is opened first, so that a request whose CSR cannot
+    be written is not left pending."""
+    out = None
+    if args.out is not None:
+        try:
+            out = open(args.out, "w", encoding="ascii")  # noqa: SIM115 (closed below)
+        except OSError as e:
+            raise InvalidParameterError(f"out: cannot write {args.out!r}: {e.strerror}",
+                                        param="out") from None
+    try:
+        request = requests.create(args.dns, args.ip, rsa_bits=args.rsa, subject=args.subject)
+    except BaseException:
+        if out is not None:
+            out.close()
+            os.unlink(args.out)
+        raise
+    if out is None:
+        sys.stdout.write(request.csr_pem)
+        return
+    with out:
+        out.write(request.csr_pem)
+    print(f"Certificate request {request.id} ({request.subject}) written to {args.out}; "
+          "give it to the CA, then: httpsys cert complete RESPONSE")
+
+
+def _complete(path: str, requests: CertRequests) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise InvalidParameterError(f"file: cannot read {path!r}: {e.strerror}",
+                                    param="file") from None
+    return requests.complete(data, name=repr(path))
 
 
 def _show_ctl(ctls: CtlStore, identifier: str | None) -> str:
@@ -173,6 +246,12 @@ def _run(args: argparse.Namespace, certs: CertStore) -> int:
     elif args.verb == "import":
         for thumb in certs.import_file(args.file, password=args.password, store=args.store):
             print(thumb)
+    elif args.verb == "request":
+        _request(args, CertRequests(certs.store))
+    elif args.verb == "complete":
+        print(_complete(args.file, CertRequests(certs.store)))
+    elif args.verb == "list" and args.pending:
+        print(_list_pending(CertRequests(certs.store).pending()))
     elif args.verb == "list":
         print(_list(certs.list(args.store)))
     elif args.verb == "show":
