@@ -181,10 +181,10 @@ def format_report(r: Report) -> str:
 def plot(report: Report, out: str) -> None:
     """A latency histogram PNG (matplotlib is optional: ``pip install matplotlib``)."""
     try:
-        import matplotlib  # type: ignore[import-not-found]
+        import matplotlib  # type: ignore[import-not-found,unused-ignore]
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # type: ignore[import-not-found]
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         raise InvalidParameterError("--plot needs matplotlib: pip install matplotlib", param="plot") from None
     fig, ax = plt.subplots(figsize=(8, 4.5))
