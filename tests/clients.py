@@ -436,7 +436,9 @@ ERROR_TEXT = {
     404: "Not Found",
     411: "Length Required",
     414: "Request URL Too Long",
+    501: "Not Implemented",
     503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
 }
 
 
