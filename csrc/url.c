@@ -316,10 +316,24 @@ static int remove_dot_segments(char *buf, size_t len, size_t *out_len)
     return HS_OK;
 }
 
+/* The length of valid UTF-8 in the characters HTTP.sys counts: its cooked URL is UTF-16, so a
+ * character outside the BMP (a 4-byte sequence) is two, every other character one. */
+static size_t utf16_length(const char *buf, size_t len)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if ((c & 0xC0) != 0x80)
+            n += c >= 0xF0 ? 2 : 1;
+    }
+    return n;
+}
+
 /* Segment limits (UrlSegmentMaxLength, UrlSegmentMaxCount) on the canonical path, which is what
  * the application receives. A segment is what lies between two slashes; the empty segment after
  * a trailing '/' is not counted, so "/" has none and "/a/" has one, but the empty segments of
- * "//" are real. Lengths are in bytes of the decoded UTF-8. */
+ * "//" are real. Lengths are in characters, as HTTP.sys counts them ("é" is one, not two). */
 static int check_segments(const char *buf, size_t len, const hs_url_limits_t *lim)
 {
     size_t count = 0;
@@ -330,7 +344,9 @@ static int check_segments(const char *buf, size_t len, const hs_url_limits_t *li
         size_t end = next != NULL ? (size_t)(next - buf) : len;
         size_t seg = end - r - 1;
 
-        if (lim->segment_max_length != 0 && seg > lim->segment_max_length)
+        /* A segment of no more bytes than the limit cannot have more characters. */
+        if (lim->segment_max_length != 0 && seg > lim->segment_max_length &&
+            utf16_length(buf + r + 1, seg) > lim->segment_max_length)
             return HS_ERROR;
         if (seg > 0 || end < len)
             count++;

@@ -98,6 +98,7 @@ SERVED = [
     ("/api/a//b/", "/a//b/"),  # empty segments are kept
     ("/api/caf%C3%A9", "/caf\u00e9"),  # UTF-8 decoded (PATH_INFO is its latin-1 view in WSGI)
     ("/api/" + "s" * 260, "/" + "s" * 260),  # UrlSegmentMaxLength is inclusive
+    ("/api/" + "%C3%A9" * 260, "/" + "\u00e9" * 260),  # and counts characters, not bytes
     ("/api" + "/s" * 254, "/s" * 254),  # 255 segments with "api"
     ("/api/x/y/..", "/x/"),  # a final ".." leaves the trailing '/'
 ]

@@ -95,7 +95,10 @@ LIMIT_CASES: list[tuple[bytes, int, int, bytes | int]] = [
     (b"/" + b"a" * 261, 0, 255, b"/" + b"a" * 261),  # 0 means unlimited
     (b"/%41%42%43", 3, 0, b"/ABC"),  # the length counts decoded bytes, not escapes
     (b"/%41%42%43%44", 3, 0, INVALID),  # decoded length over the limit
-    ("/éé".encode(), 3, 0, INVALID),  # lengths are bytes of UTF-8
+    ("/ééé".encode(), 3, 0, "/ééé".encode()),  # lengths are characters, not bytes of UTF-8
+    ("/éééé".encode(), 3, 0, INVALID),  # one character over
+    ("/a😀".encode(), 3, 0, "/a😀".encode()),  # outside the BMP: two (UTF-16)
+    ("/ab😀".encode(), 3, 0, INVALID),
     (b"/aaaa/../b", 3, 0, b"/b"),  # a segment removed by ".." does not count
     (b"/x" * 255, 260, 255, b"/x" * 255),  # exactly UrlSegmentMaxCount passes
     (b"/x" * 255 + b"/", 260, 255, b"/x" * 255 + b"/"),  # a trailing '/' adds no segment
