@@ -25,6 +25,8 @@ CASES = [
     ("raw-bad-utf8", get(b"/api/\xc3("), "URL"),  # raw bytes are judged the same way
     ("overlong-slash", get(b"/api/..%c0%af..%c0%afx"), "URL"),  # the IIS overlong '/' trick
     ("surrogate", get(b"/api/%ed%a0%80"), "URL"),  # a UTF-16 surrogate is not a character
+    ("lone-surrogate", get(b"/api/%uD800"), "URL"),  # %uNNNN must make a character
+    ("percent-u-dotdot", get(b"/%u002e%u002e/api/"), "URL"),  # %u dots climb no higher
     ("bad-escape", get(b"/api/%zz"), "URL"),  # a '%' without two hex digits
     ("cut-escape", get(b"/api/%4"), "URL"),  # an escape cut at the end of the path
     # Dot segments are removed; climbing above the root is refused, however it is spelt.
@@ -96,6 +98,7 @@ SERVED = [
     ("/other/../api/x", "/x"),  # dot segments are resolved before routing
     ("/api\\x\\y", "/x/y"),  # '\' is '/' for routing too
     ("/api/a//b/", "/a//b/"),  # empty segments are kept
+    ("/api/%u0041%uD83D%uDE00", "/A\U0001f600"),  # HTTP.sys's %uNNNN, a surrogate pair too
     ("/api/caf%C3%A9", "/caf\u00e9"),  # UTF-8 decoded (PATH_INFO is its latin-1 view in WSGI)
     ("/api/" + "s" * 260, "/" + "s" * 260),  # UrlSegmentMaxLength is inclusive
     ("/api/" + "%C3%A9" * 260, "/" + "\u00e9" * 260),  # and counts characters, not bytes

@@ -111,8 +111,11 @@ static void test_decoding(void)
     canon("/a%4g", NULL);
     canon("/a%g4", NULL);
     canon("/%%41", NULL);
-    /* HTTP.sys' %uNNNN form is not supported: '%' must be followed by two hex digits. */
-    canon("/%u0041", NULL);
+    /* HTTP.sys's %uNNNN form (PercentUAllowed): UTF-16 code units decoded into UTF-8. */
+    canon("/%u0041", "/A");
+    canon("/%uD83D%uDE00", "/\xF0\x9F\x98\x80");
+    canon("/%uD83D", NULL);
+    canon("/%u004", NULL);
     canon("a/b", NULL);
     canon_n("", 0, 260, 255, NULL);
     canon("\\a", NULL);
