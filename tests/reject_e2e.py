@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 from clients import (
+    BODY_INVALID_HOSTNAME,
     BODY_INVALID_URL,
     BODY_TOO_LONG,
     BODY_URL_TOO_LONG,
@@ -38,6 +39,7 @@ BODY_VERSION = error_body(
 # HTTPERR-style name -> (status line, body) of each answer the tests expect
 ANSWERS = {
     "BadRequest": ("HTTP/1.1 400 Bad Request", BODY_BAD_REQUEST),
+    "Hostname": ("HTTP/1.1 400 Bad Request", BODY_INVALID_HOSTNAME),
     "URL": ("HTTP/1.1 400 Bad Request", BODY_INVALID_URL),
     "Header": ("HTTP/1.1 400 Bad Request", BODY_INVALID_HEADER),
     "Verb": ("HTTP/1.1 400 Bad Request", BODY_INVALID_VERB),

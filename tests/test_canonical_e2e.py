@@ -67,8 +67,8 @@ CASES = [
     ("te-gzip", b"POST /api/ HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: gzip\r\n\r\n", "N/I"),
     ("te-chunked-gzip",
      b"POST /api/ HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "N/I"),
+    ("no-host", b"GET /api/ HTTP/1.1\r\n\r\n", "Hostname"),  # HTTP/1.1 needs a Host
     # Everything else malformed gets the generic page.
-    ("no-host", b"GET /api/ HTTP/1.1\r\n\r\n", "BadRequest"),
     ("http-0.9", b"GET /api/\r\n\r\n", "BadRequest"),
     ("bad-content-length", get(b"/api/", b"Content-Length: 1x\r\n"), "BadRequest"),
 ]
