@@ -11,6 +11,7 @@ from typing import Any
 from clients import (
     BODY_INVALID_HOSTNAME,
     BODY_INVALID_URL,
+    BODY_NOT_FOUND,
     BODY_TOO_LONG,
     BODY_URL_TOO_LONG,
     ERROR_CONTENT_TYPE,
@@ -44,6 +45,7 @@ ANSWERS = {
     "Header": ("HTTP/1.1 400 Bad Request", BODY_INVALID_HEADER),
     "Verb": ("HTTP/1.1 400 Bad Request", BODY_INVALID_VERB),
     "TooLong": ("HTTP/1.1 400 Bad Request", BODY_TOO_LONG),
+    "NotFound": ("HTTP/1.1 404 Not Found", BODY_NOT_FOUND),
     "LengthRequired": ("HTTP/1.1 411 Length Required", BODY_LENGTH_REQUIRED),
     "URL_Length": ("HTTP/1.1 414 Request URL Too Long", BODY_URL_TOO_LONG),
     "N/I": ("HTTP/1.1 501 Not Implemented", BODY_NOT_IMPLEMENTED),

@@ -77,3 +77,23 @@ def test_good_then_bad_then_good_in_one_write(server, ca_file, tls_version):
     assert len(rest) == 1
     assert app.seen == ["/api/first"]
 
+
+
+@pytest.mark.parametrize(
+    "target, host, answer",
+    [("/nothere/", "localhost:{port}", "NotFound"), ("/api/", "unknown.example", "Hostname"),
+     ("/%2e%2e/api/", "localhost:{port}", "URL")],
+    ids=["404", "invalid-hostname", "invalid-url"],
+)
+def test_body_of_a_refused_request_is_never_read_as_a_request(server, ca_file, target, host, answer):
+    """A request refused after its head was parsed (no route, bad URL) still has its body on the
+    wire. Read as a head, a body that spells a request would be served: the core must close
+    instead (a 404 keeps the connection only when there is no body)."""
+    app = Recorder()
+    run = server({"https://localhost:{port}/api/": app})  # explicit host: others are not routed
+    inner = f"GET /api/smuggled HTTP/1.1\r\nHost: localhost:{run.port}\r\n\r\n".encode()
+    head = (f"POST {target} HTTP/1.1\r\nHost: {host.format(port=run.port)}\r\n"
+            f"Content-Length: {len(inner)}\r\n\r\n").encode()
+    raw = raw_tls(run.port, head + inner + follow_up(run.port), ca_file, timeout=10)
+    assert_answer(raw, answer)
+    assert app.seen == []
