@@ -444,9 +444,10 @@ static int finish_head(hs_http1_request_t *req, const framing_t *fr)
         req->chunked = 1;
     }
     /* RFC 9112 3.2: "A server MUST respond with a 400 (Bad Request) status code to any HTTP/1.1
-     * request message that lacks a Host header field". HTTP/1.0 may omit it. */
+     * request message that lacks a Host header field". HTTP/1.0 may omit it. HTTP.sys answers
+     * it as a host it cannot route: 400 Invalid Hostname (HTTPERR Hostname). */
     if (req->minor_version == 1 && req->host.base == NULL)
-        return HS_REJECT_BAD_REQUEST;
+        return HS_REJECT_INVALID_HOSTNAME;
     return HS_REJECT_NONE;
 }
 

@@ -42,6 +42,7 @@ hs_server_t *hs_server_new(int io_threads, char *err, size_t errlen)
     }
     s->loops = loops;
     s->http_limits = (hs_http1_limits_t){16384, 16384};
+    s->max_field_length_set = 16384;
     s->url_limits = (hs_url_limits_t){260, 255};
     s->max_body_buffer = DEFAULT_MAX_BODY_BUFFER;
     s->idle_ms = 120000;        /* HTTP.sys's defaults (reference 1.5) */
@@ -67,7 +68,7 @@ int hs_server_set_limit(hs_server_t *s, int limit, uint64_t value)
     case HS_LIMIT_MAX_FIELD_LENGTH:
         if (value < 64 || value > 65534)
             return HS_RESULT_INVALID_PARAMETER;
-        s->http_limits.max_field_length = value;
+        s->max_field_length_set = value;
         break;
     case HS_LIMIT_MAX_REQUEST_BYTES:
         if (value < 256 || value > 16777216)
@@ -92,7 +93,9 @@ int hs_server_set_limit(hs_server_t *s, int limit, uint64_t value)
     default:
         return HS_RESULT_INVALID_PARAMETER;
     }
-    /* Reference 3.1: if MaxRequestBytes < MaxFieldLength, MaxFieldLength is adjusted down. */
+    /* Reference 3.1: if MaxRequestBytes < MaxFieldLength, MaxFieldLength is adjusted down. The
+     * value as set is kept, so the outcome does not depend on the order the two are set in. */
+    s->http_limits.max_field_length = s->max_field_length_set;
     if (s->http_limits.max_request_bytes < s->http_limits.max_field_length)
         s->http_limits.max_field_length = s->http_limits.max_request_bytes;
     return HS_RESULT_OK;

@@ -34,7 +34,8 @@ struct hs_server {
     hs_route_table_t *routes;
     hs_listener_t *listeners;
 
-    hs_http1_limits_t http_limits;
+    hs_http1_limits_t http_limits; /* effective: max_field_length <= max_request_bytes */
+    size_t max_field_length_set;   /* MaxFieldLength as set, before that adjustment */
     hs_url_limits_t url_limits;
     size_t max_body_buffer;
 

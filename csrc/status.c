@@ -51,10 +51,12 @@ static const hs_status_row_t rows[HS_REJECT_COUNT] = {
     [HS_REJECT_INTERNAL] = {500, 0, "Internal Server Error", "Internal Server Error",
                             "Internal Server Error",
                             "The server encountered an internal error.", "Internal"},
+    /* HTTP.sys answers these with its generic 400 page; only the HTTPERR reason tells them
+     * apart from BadRequest. */
     [HS_REJECT_BAD_NUMBER] = {400, 0, "Bad Request", "Bad Request", "Bad Request",
-                              "The request has an invalid number.", "Number"},
+                              "The request is badly formed.", "Number"},
     [HS_REJECT_INVALID_CRLF] = {400, 0, "Bad Request", "Bad Request", "Bad Request",
-                                "The request has an invalid line ending.", "Invalid_CR/LF"},
+                                "The request is badly formed.", "Invalid_CR/LF"},
     [HS_REJECT_APP_OFFLINE] = {503, 0, "Service Unavailable", "Service Unavailable",
                                "Service Unavailable", "The service is unavailable.", "AppOffline"},
     /* IIS's 403 substatus answers; the texts are IIS's names for them (reference 4.2). */

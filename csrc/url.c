@@ -193,18 +193,93 @@ int hs__url_split_host(hs_str_t hostport, hs_str_t *name, unsigned *port)
 /* Canonicalisation                                                                           */
 /* ------------------------------------------------------------------------------------------ */
 
+/* The four hex digits of a %uNNNN escape at p[0..4), or -1. */
+static long hex4(const char *p)
+{
+    long v = 0;
+
+    for (int k = 0; k < 4; k++) {
+        int d = hex_value(p[k]);
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* Writes code point cp as UTF-8 at out; returns the number of bytes (1-4). */
+static size_t put_utf8(char *out, unsigned long cp)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* HTTP.sys's %uNNNN notation (PercentUAllowed, on by default): one UTF-16 code unit, or a
+ * high and a low surrogate as two escapes in a row. p[0..n) starts at the '%'. Returns the
+ * bytes of input used (6 or 12) and the code point in *cp, or 0 if malformed, a lone surrogate
+ * included. The UTF-8 written for it is never longer than the escape (3 bytes for 6, 4 for 12),
+ * so the output still fits in a buffer of the input's size. */
+static size_t percent_u(const char *p, size_t n, unsigned long *cp)
+{
+    long hi = n >= 6 ? hex4(p + 2) : -1;
+
+    if (hi < 0)
+        return 0;
+    if (hi < 0xD800 || hi > 0xDFFF) {
+        *cp = (unsigned long)hi;
+        return 6;
+    }
+    if (hi > 0xDBFF || n < 12 || p[6] != '%' || (p[7] != 'u' && p[7] != 'U'))
+        return 0;
+    long lo = hex4(p + 8);
+    if (lo < 0xDC00 || lo > 0xDFFF)
+        return 0;
+    *cp = 0x10000 + (((unsigned long)hi - 0xD800) << 10) + ((unsigned long)lo - 0xDC00);
+    return 12;
+}
+
 /* Pass 1: percent-decoding. Every %XX is decoded, %2F included, and the decoded '/' then
- * separates segments as HTTP.sys does. '\' becomes '/' whether it was sent raw or as %5C, so
- * that one byte never means two things depending on how the client spelled it. Control bytes
- * (0x00-0x1F, 0x7F) are rejected raw or decoded: HTTP.sys refuses them unless
- * AllowRestrictedChars is set, and a NUL in a path truncates it for C consumers. */
+ * separates segments as HTTP.sys does; every %uNNNN is decoded into UTF-8. '\' becomes '/'
+ * whether it was sent raw, as %5C or as %u005C, so that one byte never means two things
+ * depending on how the client spelled it. Control bytes (0x00-0x1F, 0x7F) are rejected raw or
+ * decoded: HTTP.sys refuses them unless AllowRestrictedChars is set, and a NUL in a path
+ * truncates it for C consumers. */
 static int percent_decode(hs_str_t path, char *out, size_t *out_len)
 {
     size_t w = 0;
 
     for (size_t i = 0; i < path.len; i++) {
         unsigned char c = (unsigned char)path.base[i];
-        if (c == '%') {
+        if (c == '%' && i + 1 < path.len && (path.base[i + 1] == 'u' || path.base[i + 1] == 'U')) {
+            unsigned long cp;
+            size_t used = percent_u(path.base + i, path.len - i, &cp);
+            if (used == 0)
+                return HS_ERROR;
+            i += used - 1;
+            if (cp >= 0x80) {
+                w += put_utf8(out + w, cp); /* C1 controls are judged with the UTF-8 */
+                continue;
+            }
+            c = (unsigned char)cp;
+        } else if (c == '%') {
             /* Both hex digits must be inside the input: "%4" at the end is malformed. */
             if (path.len - i < 3)
                 return HS_ERROR;
@@ -316,10 +391,24 @@ static int remove_dot_segments(char *buf, size_t len, size_t *out_len)
     return HS_OK;
 }
 
+/* The length of valid UTF-8 in the characters HTTP.sys counts: its cooked URL is UTF-16, so a
+ * character outside the BMP (a 4-byte sequence) is two, every other character one. */
+static size_t utf16_length(const char *buf, size_t len)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if ((c & 0xC0) != 0x80)
+            n += c >= 0xF0 ? 2 : 1;
+    }
+    return n;
+}
+
 /* Segment limits (UrlSegmentMaxLength, UrlSegmentMaxCount) on the canonical path, which is what
  * the application receives. A segment is what lies between two slashes; the empty segment after
  * a trailing '/' is not counted, so "/" has none and "/a/" has one, but the empty segments of
- * "//" are real. Lengths are in bytes of the decoded UTF-8. */
+ * "//" are real. Lengths are in characters, as HTTP.sys counts them ("é" is one, not two). */
 static int check_segments(const char *buf, size_t len, const hs_url_limits_t *lim)
 {
     size_t count = 0;
@@ -330,7 +419,9 @@ static int check_segments(const char *buf, size_t len, const hs_url_limits_t *li
         size_t end = next != NULL ? (size_t)(next - buf) : len;
         size_t seg = end - r - 1;
 
-        if (lim->segment_max_length != 0 && seg > lim->segment_max_length)
+        /* A segment of no more bytes than the limit cannot have more characters. */
+        if (lim->segment_max_length != 0 && seg > lim->segment_max_length &&
+            utf16_length(buf + r + 1, seg) > lim->segment_max_length)
             return HS_ERROR;
         if (seg > 0 || end < len)
             count++;

@@ -101,13 +101,22 @@ class NativeQueue:
         return int(lib.hs_queue_length(self.handle))
 
 
+# Keyed by HTTP.sys's registry value names (reference 3.1) folded to lower case without
+# underscores, so "MaxFieldLength", "maxfieldlength" and "max_field_length" name the same limit.
+# MaxBodyBuffer is ours: how much request body the core buffers ahead of the application.
 _LIMITS = {
-    "max_field_length": lib.HS_LIMIT_MAX_FIELD_LENGTH,
-    "max_request_bytes": lib.HS_LIMIT_MAX_REQUEST_BYTES,
-    "url_segment_max_length": lib.HS_LIMIT_URL_SEGMENT_MAX_LENGTH,
-    "url_segment_max_count": lib.HS_LIMIT_URL_SEGMENT_MAX_COUNT,
-    "max_body_buffer": lib.HS_LIMIT_MAX_BODY_BUFFER,
+    "maxfieldlength": lib.HS_LIMIT_MAX_FIELD_LENGTH,
+    "maxrequestbytes": lib.HS_LIMIT_MAX_REQUEST_BYTES,
+    "urlsegmentmaxlength": lib.HS_LIMIT_URL_SEGMENT_MAX_LENGTH,
+    "urlsegmentmaxcount": lib.HS_LIMIT_URL_SEGMENT_MAX_COUNT,
+    "maxbodybuffer": lib.HS_LIMIT_MAX_BODY_BUFFER,
 }
+_LIMIT_NAMES = "MaxFieldLength, MaxRequestBytes, UrlSegmentMaxLength, UrlSegmentMaxCount, MaxBodyBuffer"
+
+
+def limit_key(name: str) -> str:
+    """The _LIMITS key of a limit name in any of its accepted spellings."""
+    return name.lower().replace("_", "")
 
 
 class NativeServer:
@@ -124,12 +133,12 @@ class NativeServer:
         self.handle: Any = handle
 
     def set_limit(self, name: str, value: int) -> None:
-        if name not in _LIMITS:
-            raise InvalidParameterError(f"unknown limit {name!r} (known: {', '.join(sorted(_LIMITS))})",
-                                        param=name)
-        if not isinstance(value, int) or value < 0:
+        key = limit_key(name) if isinstance(name, str) else ""
+        if key not in _LIMITS:
+            raise InvalidParameterError(f"unknown limit {name!r} (known: {_LIMIT_NAMES})", param=str(name))
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise InvalidParameterError(f"limit {name} must be a non-negative int, not {value!r}", param=name)
-        check(lib.hs_server_set_limit(self.handle, _LIMITS[name], value), f"limit {name}={value} is out of range",
+        check(lib.hs_server_set_limit(self.handle, _LIMITS[key], value), f"limit {name}={value} is out of range",
               param=name)
 
     def set_timeout(self, which: int, seconds: int) -> None:

@@ -112,8 +112,12 @@ class Server:
         self._closed = threading.Event()
         self._control: Any = None  # httpsys.control.ControlServer, from start() to close()
         self._fetcher: Any = None  # httpsys.crlfetch.CrlFetcher, from start() to close()
-        for name, value in (limits or {}).items():
-            self._native.set_limit(name, value)
+        try:
+            for name, value in (limits or {}).items():
+                self._native.set_limit(name, value)
+        except InvalidParameterError:
+            self._native.free()  # nothing started yet; no close() will come for it
+            raise
 
     # ---- timeouts ---------------------------------------------------------------------------
 

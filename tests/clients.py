@@ -436,7 +436,9 @@ ERROR_TEXT = {
     404: "Not Found",
     411: "Length Required",
     414: "Request URL Too Long",
+    501: "Not Implemented",
     503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
 }
 
 
@@ -458,6 +460,7 @@ def error_body(status: int, heading: str, text: str) -> bytes:
 BODY_INVALID_HOSTNAME = error_body(
     400, "Bad Request - Invalid Hostname", "The request hostname is invalid."
 )
+BODY_INVALID_URL = error_body(400, "Bad Request - Invalid URL", "The request URL is invalid.")
 BODY_NOT_FOUND = error_body(404, "Not Found", "The requested resource is not found.")
 BODY_TOO_LONG = error_body(
     400, "Bad Request - Request Too Long", "The size of the request headers is too long."

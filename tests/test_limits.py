@@ -11,19 +11,19 @@ import threading
 from typing import Any
 
 import pytest
-
 from clients import (
-    BODY_NOT_FOUND,
     BODY_INVALID_HOSTNAME,
+    BODY_INVALID_URL,
+    BODY_NOT_FOUND,
     BODY_SERVICE_UNAVAILABLE,
     BODY_TOO_LONG,
     BODY_URL_TOO_LONG,
     ERROR_CONTENT_TYPE,
     curl_path,
-    tool_env,
     https_get,
     parse_responses,
     raw_tls,
+    tool_env,
 )
 
 TLS_VERSIONS = ["TLSv1.2", "TLSv1.3"]
@@ -92,6 +92,38 @@ def test_configured_limits(server, ca_file):
     assert (status, body) == (200, b"hello")
     raw = raw_tls(run.port, request(run.port, headers=[("X-Big", "d" * 2000)]), ca_file)
     assert_error_response(raw, 400, BODY_TOO_LONG)
+
+
+def test_limits_take_httpsys_registry_names(server, ca_file):
+    """The registry value names of reference 3.1, in any case; the last spelling given wins. A
+    MaxRequestBytes below MaxFieldLength lowers MaxFieldLength only while it is lower: raising it
+    again restores the MaxFieldLength that was set, whatever the order."""
+    limits = {"MaxFieldLength": 1024, "maxrequestbytes": 512, "MaxRequestBytes": 4096,
+              "UrlSegmentMaxLength": 8, "urlsegmentmaxcount": 3}
+    run = server({"/api/": hello_app}, limits=limits)
+    status, _, body = https_get(run.port, "/api/", ca=ca_file, headers={"X-Small": "d" * 900})
+    assert (status, body) == (200, b"hello")
+    raw = raw_tls(run.port, request(run.port, headers=[("X-Big", "d" * 1100)]), ca_file)
+    assert_error_response(raw, 400, BODY_TOO_LONG)
+    assert https_get(run.port, "/api/12345678/b", ca=ca_file)[0] == 200
+    for target in ("/api/123456789", "/api/a/b/c"):
+        raw = raw_tls(run.port, request(run.port, target), ca_file)
+        assert_error_response(raw, 400, BODY_INVALID_URL)
+
+
+@pytest.mark.parametrize(
+    "limits, param",
+    [({"MaxFieldLenght": 1024}, "MaxFieldLenght"), ({"MaxFieldLength": 63}, "MaxFieldLength"),
+     ({"MaxRequestBytes": 16777217}, "MaxRequestBytes"), ({"UrlSegmentMaxCount": -1}, "UrlSegmentMaxCount"),
+     ({"MaxFieldLength": True}, "MaxFieldLength")],
+)
+def test_bad_limit_is_refused_naming_it(limits, param):
+    import httpsys
+
+    with pytest.raises(httpsys.InvalidParameterError) as info:
+        httpsys.Server(limits=limits)
+    assert info.value.param == param
+    assert param in str(info.value)
 
 
 @pytest.mark.parametrize("tls_version", TLS_VERSIONS)

@@ -39,7 +39,25 @@ CASES: list[tuple[bytes, bytes | int]] = [
     (b"/%4", INVALID),  # an escape cut short reads no byte past the input
     (b"/a%4g", INVALID),  # non-hex second digit
     (b"/a%g4", INVALID),  # non-hex first digit
-    (b"/%u0041", INVALID),  # %uNNNN is not accepted: '%' needs two hex digits
+    (b"/%u0041", b"/A"),  # HTTP.sys's %uNNNN (PercentUAllowed, on by default)
+    (b"/%U00e9", "/é".encode()),  # decoded into UTF-8, 'u' and hex in either case
+    (b"/%u20AC", "/€".encode()),  # a three-byte character
+    (b"/%uD83D%uDE00", "/😀".encode()),  # a surrogate pair is one character
+    (b"/a/%u002e%u002E/b", b"/b"),  # %u-encoded dots are dot segments
+    (b"/%u002e%u002e/x", INVALID),  # and cannot climb above the root
+    (b"/a%u002Fb", b"/a/b"),  # %u002F separates segments like %2F
+    (b"/a%u005Cb", b"/a/b"),  # and %u005C is '\', so '/'
+    (b"/a%u0000b", INVALID),  # a NUL however it is spelt
+    (b"/a%u000a", INVALID),  # C0 controls
+    (b"/a%u0085", INVALID),  # C1 controls
+    (b"/%uD83D", INVALID),  # a lone high surrogate
+    (b"/%uDE00", INVALID),  # a lone low surrogate
+    (b"/%uD83D%u0041", INVALID),  # a high surrogate must be followed by a low one
+    (b"/%uD83D%2541", INVALID),  # as another %u escape
+    (b"/%uD83D%uDE0", INVALID),  # cut short inside the second escape
+    (b"/%u004", INVALID),  # cut short: reads no byte past the input
+    (b"/%u00G1", INVALID),  # a non-hex digit
+    (b"/%u", INVALID),  # nothing after the 'u'
     (b"", INVALID),  # an empty path is not an abs-path
     (b"a/b", INVALID),  # a path must start with '/'
     (b"/a\\b", b"/a/b"),  # a raw backslash is a separator
@@ -95,7 +113,10 @@ LIMIT_CASES: list[tuple[bytes, int, int, bytes | int]] = [
     (b"/" + b"a" * 261, 0, 255, b"/" + b"a" * 261),  # 0 means unlimited
     (b"/%41%42%43", 3, 0, b"/ABC"),  # the length counts decoded bytes, not escapes
     (b"/%41%42%43%44", 3, 0, INVALID),  # decoded length over the limit
-    ("/éé".encode(), 3, 0, INVALID),  # lengths are bytes of UTF-8
+    ("/ééé".encode(), 3, 0, "/ééé".encode()),  # lengths are characters, not bytes of UTF-8
+    ("/éééé".encode(), 3, 0, INVALID),  # one character over
+    ("/a😀".encode(), 3, 0, "/a😀".encode()),  # outside the BMP: two (UTF-16)
+    ("/ab😀".encode(), 3, 0, INVALID),
     (b"/aaaa/../b", 3, 0, b"/b"),  # a segment removed by ".." does not count
     (b"/x" * 255, 260, 255, b"/x" * 255),  # exactly UrlSegmentMaxCount passes
     (b"/x" * 255 + b"/", 260, 255, b"/x" * 255 + b"/"),  # a trailing '/' adds no segment

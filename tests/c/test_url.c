@@ -111,8 +111,11 @@ static void test_decoding(void)
     canon("/a%4g", NULL);
     canon("/a%g4", NULL);
     canon("/%%41", NULL);
-    /* HTTP.sys' %uNNNN form is not supported: '%' must be followed by two hex digits. */
-    canon("/%u0041", NULL);
+    /* HTTP.sys's %uNNNN form (PercentUAllowed): UTF-16 code units decoded into UTF-8. */
+    canon("/%u0041", "/A");
+    canon("/%uD83D%uDE00", "/\xF0\x9F\x98\x80");
+    canon("/%uD83D", NULL);
+    canon("/%u004", NULL);
     canon("a/b", NULL);
     canon_n("", 0, 260, 255, NULL);
     canon("\\a", NULL);
@@ -211,10 +214,14 @@ static void test_segment_limits(void)
     buf[262] = '\0';
     canon_n(buf, 262, 260, 255, NULL);
     canon_n(buf, 262, 0, 255, buf);
-    /* Limits count decoded bytes: 3 escapes are 3 bytes. */
+    /* Limits count what is decoded: 3 escapes are 3 characters, ... */
     canon_n("/%41%42%43", 10, 3, 0, "/ABC");
     canon_n("/%41%42%43%44", 13, 3, 0, NULL);
-    canon_n("/\xC3\xA9\xC3\xA9", 5, 3, 0, NULL);
+    /* ... but characters of UTF-8, as HTTP.sys counts them (UTF-16: U+1F600 is two). */
+    canon_n("/\xC3\xA9\xC3\xA9\xC3\xA9", 7, 3, 0, "/\xC3\xA9\xC3\xA9\xC3\xA9");
+    canon_n("/\xC3\xA9\xC3\xA9\xC3\xA9\xC3\xA9", 9, 3, 0, NULL);
+    canon_n("/a\xF0\x9F\x98\x80", 6, 3, 0, "/a\xF0\x9F\x98\x80");
+    canon_n("/ab\xF0\x9F\x98\x80", 7, 3, 0, NULL);
     /* A segment removed by ".." does not count against the length limit. */
     canon_n("/aaaa/../b", 10, 3, 0, "/b");
     canon_n("/aaaa/b", 7, 3, 0, NULL);
