@@ -608,9 +608,9 @@ def table(name: str, res: dict[str, Any], args: argparse.Namespace) -> str:
                  f"{e['median']['negotiated']}"
                  for e in res["servers"].values() if e.get("median", {}).get("handshakes_total") is not None]
     if tls_notes and res["connection_close"]:
-        who = "the handshake tool's handshakes (counted by httpsys bench handshake)" if tool else \
+        who = "Handshakes (counted by httpsys bench handshake)" if tool else \
             "wrk's handshakes (counted by bench/wrk_tls.c)"
-        lines += ["", f"{who[0].upper()}{who[1:]}: " + "; ".join(tls_notes) + "."]
+        lines += ["", f"{who}: " + "; ".join(tls_notes) + "."]
     if tool and mtls.checks_line(res):
         lines += ["", mtls.checks_line(res)]
     if res["warnings"]:
