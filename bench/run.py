@@ -364,7 +364,8 @@ def run_scenario(scn: Scenario, args: argparse.Namespace, ctx: servers.Context,
     if scn.kind == "mtls":
         assert pki is not None
         ctx = dataclasses.replace(ctx, mtls=servers.Mtls(pki, scn.crl))
-    out: dict[str, Any] = {"title": scn.title, "measures": scn.measures, "tls": scn.tls,
+    title = scn.title.replace("100,000", f"{args.crl_entries:,}") if scn.crl else scn.title
+    out: dict[str, Any] = {"title": title, "measures": scn.measures, "tls": scn.tls,
                            "kind": scn.kind,
                            "connection_close": scn.connection_close, "per": scn.per,
                            "wrk_may_resume": scn.resume if scn.tls else None,
@@ -375,7 +376,7 @@ def run_scenario(scn: Scenario, args: argparse.Namespace, ctx: servers.Context,
     if scn.tls and scn.connection_close and scn.resume and shim is None:
         out["warnings"].append("wrk_tls.so could not be built: how many handshakes were resumed "
                                "was not counted")
-    print(f"\n=== {scn.name}: {scn.title}", flush=True)
+    print(f"\n=== {scn.name}: {title}", flush=True)
     running: dict[str, servers.Running] = {}
     try:
         for name in scn.servers:
@@ -748,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
         if crl:
             doc["crl_over_nocrl"] = crl
             write_json(json_path, doc)
-            tables.append(mtls.crl_table(crl))
+            tables.append(mtls.crl_table(crl, args.crl_entries))
             print("\n" + tables[-1], flush=True)
         print(f"\n## Results ({m['date']}, {m['cpu_model']}, {m['openssl']})\n")
         print("\n\n".join(tables))
