@@ -69,7 +69,8 @@ def make(directory: Path, dns_name: str = "localhost", ip: str = "127.0.0.1") ->
 
 @dataclass(frozen=True)
 class MtlsFiles:
-    """The mutual-TLS PKI of bench/mtls.py, as files in one folder (PEM unless named .der)."""
+    """The mutual-TLS PKI of the mtls scenarios (bench/mtls.py), as files in one folder (PEM
+    unless named .der)."""
 
     ca_path: Path            # the CA certificate: what servers trust for client certificates
     server_cert_path: Path   # leaf issued by the CA (serverAuth, localhost / 127.0.0.1)

@@ -6,9 +6,9 @@
 
 ``--plain`` registers ``http://+:PORT/`` instead of ``https://+:PORT/``. The process prints
 ``ready`` on stdout once the listener is up and runs until SIGTERM or SIGINT, then closes the
-server. ``--client-ca`` turns on client certificates for bench/mtls.py: the binding asks for
-one in the handshake (``clientcertnegotiation=True``) and trusts that CA, ``--crl`` adds a CRL
-(PEM or DER) of it, and the prefix gets ``--ssl-flags`` (default
+server. ``--client-ca`` turns on client certificates for the mtls scenarios of bench/run.py:
+the binding asks for one in the handshake (``clientcertnegotiation=True``) and trusts that CA,
+``--crl`` adds a CRL (PEM or DER) of it, and the prefix gets ``--ssl-flags`` (default
 ``Ssl,SslNegotiateCert,SslRequireCert``). Run it with PYTHONPATH pointing at the repository root (bench/run.py does).
 """
 

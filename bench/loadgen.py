@@ -1,4 +1,5 @@
-"""Driving wrk: the command line, the TLS-session shim, and parsing what wrk prints.
+"""Driving the load: wrk (the command line, the TLS-session shim, parsing what wrk prints) and,
+for the mtls scenarios, ``httpsys bench handshake`` (csrc/hsbench.c) with a client certificate.
 
 wrk runs pinned to the load core. Over TLS it runs with bench/wrk_tls.c preloaded (built on
 first use with the system C compiler), which counts the handshakes wrk completes and how many
@@ -8,10 +9,12 @@ option for it; see wrk_tls.c and README.md).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +34,7 @@ def build_shim(workdir: Path) -> tuple[Path | None, str]:
         return None, "no C compiler (apt-get install gcc)"
     out = workdir / "wrk_tls.so"
     r = subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-shared", "-fPIC", "-o", str(out),
-                        str(SHIM_SOURCE), "-ldl"], capture_output=True, text=True)
+                        str(SHIM_SOURCE), "-ldl"], check=False, capture_output=True, text=True)
     if r.returncode != 0:
         return None, f"{cc} failed on {SHIM_SOURCE.name}: {r.stderr.strip()[:500]}"
     return out, f"built {out.name} with {cc}"
@@ -39,6 +42,10 @@ def build_shim(workdir: Path) -> tuple[Path | None, str]:
 
 @dataclass
 class WrkResult:
+    """What one load run did. For ``httpsys bench handshake`` (run_handshake): ``requests`` are
+    its completed handshakes, the percentiles are TLS handshake latency from connect(), the
+    errors its kinds (connect, tls, io, timeout), and ``report`` its whole JSON report."""
+
     requests: int
     duration_s: float
     requests_per_s: float
@@ -49,6 +56,7 @@ class WrkResult:
     errors: dict[str, int]
     tls: dict[str, str] = field(default_factory=dict)   # from the shim: handshakes, resumed, ...
     stdout: str = ""
+    report: dict[str, object] = field(default_factory=dict)
 
     @property
     def error_total(self) -> int:
@@ -78,7 +86,7 @@ def run(argv: list[str], *, shim: Path | None, resume: bool, stats_path: Path,
         env["WRK_TLS_RESUME"] = "1" if resume else "0"
         env["WRK_TLS_STATS"] = str(stats_path)
         stats_path.unlink(missing_ok=True)
-    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s)
+    r = subprocess.run(argv, check=False, env=env, capture_output=True, text=True, timeout=timeout_s)
     if r.returncode != 0:
         raise WrkError(f"wrk exited with {r.returncode}: {r.stderr.strip() or r.stdout.strip()}")
     result = parse(r.stdout)
@@ -100,7 +108,7 @@ def _ms(text: str) -> float:
 def parse(out: str) -> WrkResult:
     """Reads the BENCH_RESULT line of wrk_report.lua (exact figures); falls back to wrk's
     --latency text (rounded) if the line is missing."""
-    m = re.search(r"^BENCH_RESULT (.*)$", out, re.M)
+    m = re.search(r"^BENCH_RESULT (.*)$", out, re.MULTILINE)
     if m:
         f = {k: float(v) for k, v in (kv.split("=", 1) for kv in m.group(1).split())}
         requests, duration = int(f["requests"]), f["duration_us"] / 1e6
@@ -116,7 +124,7 @@ def _parse_text(out: str) -> WrkResult:
     if not m:
         raise WrkError(f"no request count in wrk's output:\n{out}")
     requests, duration = int(m.group(1)), _ms(m.group(2)) / 1e3
-    pct = {p: _ms(v) for p, v in re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.M)}
+    pct = {p: _ms(v) for p, v in re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.MULTILINE)}
     lat = re.search(r"Latency\s+\S+\s+\S+\s+(\S+)", out)
     errors = dict.fromkeys(("connect", "read", "write", "timeout", "status"), 0)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -129,3 +137,36 @@ def _parse_text(out: str) -> WrkResult:
                      pct.get("50", float("nan")), pct.get("90", float("nan")),
                      pct.get("99", float("nan")), _ms(lat.group(1)) if lat else float("nan"),
                      errors, stdout=out)
+
+
+# ---- httpsys bench handshake ---------------------------------------------------------------
+
+def handshake_command(url: str, *, core: int, connections: int, duration_s: int, tls: str,
+                      cert: Path, key: Path, json_out: Path) -> list[str]:
+    """``httpsys bench handshake`` pinned to the load core: full handshakes (no resumption),
+    presenting ``cert``. Without ``--cafile``: the client does not verify the server's
+    certificate (the probes before the runs do), which leaves it more of its core for load,
+    as wrk does not verify either."""
+    return ["taskset", "-c", str(core), sys.executable, "-m", "httpsys", "bench", "handshake", url,
+            "--connections", str(connections), "--duration", str(duration_s), "--tls", tls,
+            "--resume", "0", "--cert", str(cert), "--key", str(key), "--json", str(json_out)]
+
+
+def run_handshake(argv: list[str], *, env: dict[str, str], json_out: Path, timeout_s: float) -> WrkResult:
+    """Runs the handshake tool to completion; its report mapped onto WrkResult's fields."""
+    json_out.unlink(missing_ok=True)
+    r = subprocess.run(argv, check=False, env=env, capture_output=True, text=True, timeout=timeout_s)
+    if r.returncode not in (0, 1) or not json_out.exists():   # 1: no handshake completed
+        raise WrkError(f"httpsys bench handshake exited with {r.returncode}: "
+                       f"{r.stderr.strip() or r.stdout.strip()}")
+    rep = json.loads(json_out.read_text())
+    hs = rep["latency_ms"].get("handshake") or {}
+    nan = float("nan")
+    # A connection that failed after its handshake (refused certificate, no response) is in
+    # "io" or "timeout"; one the end of the run cut is not an error.
+    errors = {k: int(v) for k, v in rep["errors"].items()}
+    return WrkResult(int(rep["handshakes"]), float(rep["elapsed_s"]), float(rep["handshakes_per_s"]),
+                     hs.get("p50", nan), hs.get("p90", nan), hs.get("p99", nan), hs.get("max", nan),
+                     errors, tls={"handshakes": str(rep["handshakes"]), "resumed": str(rep["resumed"]),
+                                  "full": str(rep["full"])},
+                     stdout=r.stdout, report=rep)

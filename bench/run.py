@@ -11,7 +11,10 @@ from /proc/PID/stat before and after wrk, and divides by the requests wrk comple
 shows the median of the runs for each figure, and the ratio httpsys CPU / peer CPU.
 
 The ``idle`` scenario does not run wrk: it holds --idle-connections TLS connections open and
-reports the server's resident memory per connection (bench/idle.py).
+reports the server's resident memory per connection (bench/idle.py). The ``mtls`` and
+``mtls-crl`` scenarios load the servers with ``httpsys bench handshake --cert --key`` instead of
+wrk (full handshakes with a client certificate, without and with a 100,000-entry CRL;
+bench/mtls.py), measured the same way: server CPU per handshake.
 
 Nothing is installed: what is missing is named, with the command that installs it, and that
 server is skipped. See bench/README.md for what each scenario measures.
@@ -20,6 +23,7 @@ server is skipped. See bench/README.md for what each scenario measures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -39,10 +43,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import certs  # noqa: E402
-import idle  # noqa: E402
-import loadgen  # noqa: E402
-import servers  # noqa: E402
+import certs
+import idle
+import loadgen
+import mtls
+import servers
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,9 @@ class Scenario:
     connection_close: bool = False
     resume: bool = True          # may wrk resume TLS sessions (matters with connection_close)
     per: str = "request"         # what one wrk request is: a request, or a connection
-    kind: str = "wrk"            # "wrk": load with wrk, CPU per request; "idle": see idle.py
+    kind: str = "wrk"            # "wrk": load with wrk, CPU per request; "idle": see idle.py;
+                                 # "mtls": load with httpsys bench handshake --cert, see mtls.py
+    crl: bool = False            # mtls: the servers load the 100,000-entry CRL
     targets: dict[str, float] = field(default_factory=dict)
 
 
@@ -105,6 +112,20 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "(VmRSS summed over its processes) before and with them open: KiB per connection.",
         ("httpsys", "nginx", "granian-wsgi"),
         per="connection", kind="idle"),
+    Scenario(
+        "mtls", "Mutual TLS 1.3, full handshake per connection, no CRL",
+        "`httpsys bench handshake --cert --key`: every connection is a full TLS 1.3 handshake in "
+        "which the client presents a certificate the server requires and verifies against the "
+        "bench CA (ECDSA P-256), then one GET with `Connection: close`. CPU per handshake.",
+        ("httpsys", "nginx", "granian-wsgi"),
+        connection_close=True, resume=False, per="handshake", kind="mtls"),
+    Scenario(
+        "mtls-crl", "Mutual TLS 1.3, full handshake per connection, 100,000-entry CRL",
+        "As mtls, with the CA's CRL of 100,000 revoked serials loaded by every server (httpsys: "
+        "the binding's CRL; nginx: ssl_crl; granian: --ssl-crl); the client's certificate is not "
+        "in it, so every handshake looks its serial up. CPU per handshake.",
+        ("httpsys", "nginx", "granian-wsgi"),
+        connection_close=True, resume=False, per="handshake", kind="mtls", crl=True),
 )}
 
 RESUMED_MIN_SHARE = 0.98   # resumed: fewer resumed handshakes than this share is a warning
@@ -132,7 +153,7 @@ def preflight(args: argparse.Namespace) -> list[str]:
 
 def _first_line(argv: list[str]) -> str:
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        r = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"unavailable ({e})"
     text = (r.stdout.strip() or r.stderr.strip()).splitlines()
@@ -177,23 +198,36 @@ class ServerDied(RuntimeError):
 
 
 def measure(run: servers.Running, scn: Scenario, args: argparse.Namespace, duration: int,
-            shim: Path | None, workdir: Path) -> dict[str, Any]:
-    """One wrk run against one server, with the server's CPU over it."""
+            shim: Path | None, workdir: Path, ctx_mtls: servers.Mtls | None = None) -> dict[str, Any]:
+    """One load run (wrk, or the handshake tool for kind "mtls") against one server, with the
+    server's CPU over it."""
     tree = servers.descendants(run.proc.pid)
     before = servers.proc_stat(run.pid)
     tree_before = [servers.proc_stat(p) for p in tree]
     if before is None or not run.alive():
         raise ServerDied(f"{run.name} is not running before the run:\n{run.log_tail()}")
-    argv = loadgen.command(run.url, core=args.load_core, threads=args.threads,
-                           connections=args.connections, duration_s=duration,
-                           connection_close=scn.connection_close)
+    if scn.kind == "mtls":
+        assert ctx_mtls is not None
+        pki = ctx_mtls.pki
+        argv = loadgen.handshake_command(
+            run.url, core=args.load_core, connections=args.connections, duration_s=duration,
+            tls=args.mtls_tls, cert=pki.client_cert_path, key=pki.client_key_path, json_out=workdir / "handshake-report.json")
+    else:
+        argv = loadgen.command(run.url, core=args.load_core, threads=args.threads,
+                               connections=args.connections, duration_s=duration,
+                               connection_close=scn.connection_close)
     others0 = servers.cpu_by_process()
     switches0 = servers.context_switches(run.pid)
     kids0, self0 = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
     srv_core0, load_core0 = servers.core_stat(args.server_core), servers.core_stat(args.load_core)
     t0 = time.monotonic()
-    result = loadgen.run(argv, shim=shim if scn.tls else None, resume=scn.resume,
-                         stats_path=workdir / "wrk-tls-stats.txt", timeout_s=duration + 60)
+    if scn.kind == "mtls":
+        result = loadgen.run_handshake(argv, env=servers.python_env(),
+                                       json_out=workdir / "handshake-report.json", timeout_s=duration + 60)
+        result.tls["version"] = f"TLSv{args.mtls_tls}"
+    else:
+        result = loadgen.run(argv, shim=shim if scn.tls else None, resume=scn.resume,
+                             stats_path=workdir / "wrk-tls-stats.txt", timeout_s=duration + 60)
     time.sleep(SETTLE_S)
     wall = time.monotonic() - t0
     srv_core = servers.core_stat(args.server_core) - srv_core0
@@ -243,6 +277,7 @@ def measure(run: servers.Running, scn: Scenario, args: argparse.Namespace, durat
         "wrk_tls": result.tls,
         "wrk_argv": argv,
         "wrk_stdout": result.stdout,
+        **({"handshake_report": result.report} if result.report else {}),
     }
 
 
@@ -320,13 +355,18 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     if tls:
         med["handshakes_total"] = sum(int(t.get("handshakes", 0)) for t in tls)
         med["resumed_total"] = sum(int(t.get("resumed", 0)) for t in tls)
-        med["negotiated"] = " ".join(tls[0].get(k, "?") for k in ("version", "cipher", "group"))
+        med["negotiated"] = " ".join(tls[0][k] for k in ("version", "cipher", "group") if k in tls[0])
     return med
 
 
 def run_scenario(scn: Scenario, args: argparse.Namespace, ctx: servers.Context,
-                 shim: Path | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"title": scn.title, "measures": scn.measures, "tls": scn.tls,
+                 shim: Path | None, pki: certs.MtlsFiles | None = None) -> dict[str, Any]:
+    if scn.kind == "mtls":
+        assert pki is not None
+        ctx = dataclasses.replace(ctx, mtls=servers.Mtls(pki, scn.crl))
+    title = scn.title.replace("100,000", f"{args.crl_entries:,}") if scn.crl else scn.title
+    out: dict[str, Any] = {"title": title, "measures": scn.measures, "tls": scn.tls,
+                           "kind": scn.kind,
                            "connection_close": scn.connection_close, "per": scn.per,
                            "wrk_may_resume": scn.resume if scn.tls else None,
                            "targets": scn.targets, "servers": {}, "skipped": {}, "warnings": []}
@@ -336,14 +376,14 @@ def run_scenario(scn: Scenario, args: argparse.Namespace, ctx: servers.Context,
     if scn.tls and scn.connection_close and scn.resume and shim is None:
         out["warnings"].append("wrk_tls.so could not be built: how many handshakes were resumed "
                                "was not counted")
-    print(f"\n=== {scn.name}: {scn.title}", flush=True)
+    print(f"\n=== {scn.name}: {title}", flush=True)
     running: dict[str, servers.Running] = {}
     try:
         for name in scn.servers:
             if args.servers and name not in args.servers:
                 continue
             defn = servers.SERVERS[name]
-            lacking = servers.missing(defn)
+            lacking = servers.missing(defn, mtls=scn.kind == "mtls")
             if lacking:
                 msg = "; ".join(f"{r.what}: {why} ({r.hint})" for r, why in lacking)
                 out["skipped"][name] = msg
@@ -363,13 +403,17 @@ def run_scenario(scn: Scenario, args: argparse.Namespace, ctx: servers.Context,
                 out["servers"][name]["config"] = run.config_text
             if defn.is_httpsys:
                 out["servers"][name]["core"] = servers.httpsys_core_info()
+            if scn.kind == "mtls":
+                answers, problems = mtls.check(name, run, ctx, args.mtls_tls)
+                out["servers"][name]["checks"] = answers
+                out["warnings"] += problems
             print(f"  started {name}: {run.url} (measured PID {run.pid}, launched {run.proc.pid}; "
                   f"probe {run.probe.get('status')} {run.probe.get('tls', '')})", flush=True)
 
         if args.warmup > 0:
             for name, run in list(running.items()):
                 try:
-                    measure(run, scn, args, args.warmup, shim, ctx.workdir)
+                    measure(run, scn, args, args.warmup, shim, ctx.workdir, ctx.mtls)
                 except (ServerDied, loadgen.WrkError) as e:
                     _drop(out, running, name, f"failed during warm-up: {e}")
 
@@ -381,7 +425,7 @@ def run_scenario(scn: Scenario, args: argparse.Namespace, ctx: servers.Context,
                 while name in running:
                     waited = wait_quiet(args)
                     try:
-                        rec = measure(running[name], scn, args, args.duration, shim, ctx.workdir)
+                        rec = measure(running[name], scn, args, args.duration, shim, ctx.workdir, ctx.mtls)
                     except (ServerDied, loadgen.WrkError) as e:
                         _drop(out, running, name, f"run {i + 1}: {e}")
                         break
@@ -490,7 +534,7 @@ def _paired_ratios(out: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if name == base or not e.get("median"):
             continue
         theirs = {r["run"]: r["cpu_us_per_request"] for r in counted_runs(e["runs"])}
-        per_run = [mine[k] / theirs[k] for k in sorted(mine) if k in theirs and theirs[k]]
+        per_run = [mine[k] / theirs[k] for k in sorted(mine) if theirs.get(k)]
         if per_run:
             paired[name] = {"per_run": per_run, "median": statistics.median(per_run)}
     return paired
@@ -516,14 +560,21 @@ def _ratios(out: dict[str, Any]) -> dict[str, float]:
 
 def table(name: str, res: dict[str, Any], args: argparse.Namespace) -> str:
     per = res["per"]
-    flags = f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s" + \
-        (" -H 'Connection: close'" if res["connection_close"] else "")
+    tool = res.get("kind") == "mtls"
+    if tool:
+        flags = (f"httpsys bench handshake --connections {args.connections} --duration {args.duration} "
+                 f"--tls {args.mtls_tls} --resume 0 --cert client.pem --key client.key")
+    else:
+        flags = f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s" + \
+            (" -H 'Connection: close'" if res["connection_close"] else "")
+    load = "the handshake tool" if tool else "wrk"
     lines = [f"### {name}: {res['title']}", "",
-             f"`{flags}`, median of {args.runs} runs; server on core {args.server_core}, "
-             f"wrk on core {args.load_core}.", ""]
+             (f"`{flags}`, median of {args.runs} runs; server on core {args.server_core}, "
+              f"{load} on core {args.load_core}."), ""]
     base = res["baseline"]
-    head = ["server", "req/s", "p50", "p99", f"CPU µs/{per}", "server busy", "wrk core busy",
-            "errors", f"httpsys ÷ server (CPU/{per})"]
+    head = ["server", "handshakes/s" if tool else "req/s", "handshake p50" if tool else "p50",
+            "handshake p99" if tool else "p99", f"CPU µs/{per}", "server busy",
+            "load core busy" if tool else "wrk core busy", "errors", f"httpsys ÷ server (CPU/{per})"]
     if res["targets"]:
         head.append("target")
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
@@ -558,7 +609,11 @@ def table(name: str, res: dict[str, Any], args: argparse.Namespace) -> str:
                  f"{e['median']['negotiated']}"
                  for e in res["servers"].values() if e.get("median", {}).get("handshakes_total") is not None]
     if tls_notes and res["connection_close"]:
-        lines += ["", "wrk's handshakes (counted by bench/wrk_tls.c): " + "; ".join(tls_notes) + "."]
+        who = "Handshakes (counted by httpsys bench handshake)" if tool else \
+            "wrk's handshakes (counted by bench/wrk_tls.c)"
+        lines += ["", f"{who}: " + "; ".join(tls_notes) + "."]
+    if tool and mtls.checks_line(res):
+        lines += ["", mtls.checks_line(res)]
     if res["warnings"]:
         lines += [""] + [f"- warning: {w}" for w in res["warnings"]]
     return "\n".join(lines)
@@ -590,6 +645,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
     p.add_argument("--idle-connections", type=int, default=2000,
                    help="idle scenario: TLS keep-alive connections held open (default 2000)")
+    p.add_argument("--mtls-tls", choices=("1.2", "1.3"), default="1.3",
+                   help="mtls scenarios: the TLS version of the handshakes (default 1.3)")
+    p.add_argument("--crl-entries", type=int, default=100_000,
+                   help="mtls-crl: revoked serials in the CRL (default 100000)")
     p.add_argument("--httpsys-io-threads", type=int, default=1)
     p.add_argument("--httpsys-workers", type=int, default=1)
     p.add_argument("--json", type=Path, help="write every run, the medians and the machine here")
@@ -613,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--runs and --duration must be >= 1, --warmup >= 0 (wrk takes whole seconds)")
     if args.idle_connections < 1:
         p.error("--idle-connections must be >= 1")
+    if args.crl_entries < 1:
+        p.error("--crl-entries must be >= 1")
     problems = preflight(args)
     if problems:
         for msg in problems:
@@ -622,10 +683,18 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: the server and wrk share a core; CPU per request still holds, req/s won't",
               file=sys.stderr)
     os.sched_setaffinity(0, {args.load_core})   # keep this process off the server's core
+    mtls_wanted = any(SCENARIOS[n].kind == "mtls" for n in names)
     for sname in dict.fromkeys(n for scn in names for n in SCENARIOS[scn].servers
                                if not args.servers or n in args.servers):
-        for req, why in servers.missing(servers.SERVERS[sname]):
+        for req, why in servers.missing(servers.SERVERS[sname], mtls=mtls_wanted):
             print(f"missing: {req.what}: {why} ({req.hint}); {sname} will be skipped", flush=True)
+    load_problem = servers.HTTPSYS_REQ.problem() if mtls_wanted else None
+    if load_problem is not None:
+        # httpsys bench handshake is the mtls scenarios' load: without the core there is none.
+        print(f"missing: httpsys bench handshake (the mtls scenarios' load): {load_problem} "
+              f"({servers.HTTPSYS_REQ.hint}); mtls scenarios skipped", flush=True)
+        names = [n for n in names if SCENARIOS[n].kind != "mtls"]
+        mtls_wanted = False
 
     workdir = Path(tempfile.mkdtemp(prefix="httpsys-bench-"))
     json_path = args.json or workdir / "results.json"
@@ -637,6 +706,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrk TLS shim: {shim_msg}", flush=True)
         ctx = servers.Context(workdir, cert, args.server_core, args.httpsys_io_threads,
                               args.httpsys_workers)
+        pki = None
+        if mtls_wanted:
+            t0 = time.monotonic()
+            pki = certs.make_mtls(workdir / "pki", args.crl_entries)
+            print(f"mTLS PKI: CA, server, client, revoked client; CRL with {args.crl_entries:,} "
+                  f"entries ({pki.crl_der_path.stat().st_size:,} bytes DER) in "
+                  f"{time.monotonic() - t0:.1f} s", flush=True)
         doc: dict[str, Any] = {
             "machine": machine_info(),
             "config": {"duration_s": args.duration, "runs": args.runs, "warmup_s": args.warmup,
@@ -647,7 +723,10 @@ def main(argv: list[str] | None = None) -> int:
                        "httpsys_workers": args.httpsys_workers, "wrk_tls_shim": shim_msg,
                        "retries": args.retries, "quiet_wait_s": args.quiet_wait,
                        "disturbed_threshold": DISTURBED,
-                       "certificate": "ECDSA P-256, self-signed, localhost/127.0.0.1"},
+                       "certificate": "ECDSA P-256, self-signed, localhost/127.0.0.1",
+                       "mtls_tls": args.mtls_tls, "crl_entries": args.crl_entries,
+                       "mtls_pki": "ECDSA P-256 CA issuing the server and client certificates, "
+                                   "SHA-256 signatures" if mtls_wanted else None},
             "scenarios": {},
         }
         m = doc["machine"]
@@ -661,10 +740,16 @@ def main(argv: list[str] | None = None) -> int:
                 write_json(json_path, doc)
                 tables.append(idle.table(name, res, args))
             else:
-                res = run_scenario(SCENARIOS[name], args, ctx, shim)
+                res = run_scenario(SCENARIOS[name], args, ctx, shim, pki)
                 doc["scenarios"][name] = res
                 write_json(json_path, doc)
                 tables.append(table(name, res, args))
+            print("\n" + tables[-1], flush=True)
+        crl = mtls.crl_ratios(doc["scenarios"])
+        if crl:
+            doc["crl_over_nocrl"] = crl
+            write_json(json_path, doc)
+            tables.append(mtls.crl_table(crl, args.crl_entries))
             print("\n" + tables[-1], flush=True)
         print(f"\n## Results ({m['date']}, {m['cpu_model']}, {m['openssl']})\n")
         print("\n\n".join(tables))

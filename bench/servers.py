@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from certs import CertFiles
+from certs import CertFiles, MtlsFiles
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -108,7 +108,7 @@ def _httpsys_problem() -> str | None:
         return (f"{so.name} is a sanitizer build (HTTPSYS_SANITIZE): its figures would mean "
                 "nothing; rebuild without HTTPSYS_SANITIZE")
     r = subprocess.run([sys.executable, "-c", "import httpsys"], env=python_env(),
-                       capture_output=True, text=True)
+                       check=False, capture_output=True, text=True)
     if r.returncode != 0:
         lines = r.stderr.strip().splitlines()
         return f"import httpsys fails: {lines[-1] if lines else r.returncode}"
@@ -120,6 +120,20 @@ HTTPSYS_REQ = Requirement("httpsys", _httpsys_problem,
 NGINX_REQ = Requirement("nginx", lambda: None if nginx_binary() else "no nginx binary",
                         "apt-get install nginx-light")
 GRANIAN_REQ = Requirement("granian", _modules("granian"), "pip install granian")
+
+
+def _granian_mtls_problem() -> str | None:
+    """granian verifies client certificates from its CLI since 2.x (--ssl-ca, --ssl-crl,
+    --ssl-client-verify); an older one cannot."""
+    if importlib.util.find_spec("granian") is None:
+        return "not installed: granian"
+    r = subprocess.run([sys.executable, "-m", "granian", "--help"], check=False, capture_output=True, text=True)
+    absent = [o for o in ("--ssl-ca", "--ssl-crl", "--ssl-client-verify") if o not in r.stdout + r.stderr]
+    return f"this granian has no {', '.join(absent)} option" if absent else None
+
+
+GRANIAN_MTLS_REQ = Requirement("granian with client certificates", _granian_mtls_problem,
+                               "pip install -U granian")
 UVICORN_REQ = Requirement("uvicorn, uvloop, httptools", _modules("uvicorn", "uvloop", "httptools"),
                           "pip install uvicorn uvloop httptools")
 
@@ -137,6 +151,15 @@ def python_env() -> dict[str, str]:
 
 # ---- the launch context and a running server ----------------------------------------------
 
+@dataclass(frozen=True)
+class Mtls:
+    """Mutual TLS for the mtls scenarios: every server serves the PKI's server certificate,
+    requires a client certificate issued by its CA and, with ``crl``, loads its CRL."""
+
+    pki: MtlsFiles
+    crl: bool
+
+
 @dataclass
 class Context:
     """What every launch shares: the temp folder, the certificate, the core to pin to."""
@@ -149,6 +172,23 @@ class Context:
     # Connections the server must hold open at once (idle scenario); None: each server's default.
     # granian's default (--backpressure = --backlog = 1024 per worker) stops accepting at 1,024.
     max_connections: int | None = None
+    mtls: Mtls | None = None   # mtls scenarios: client certificates required (see Mtls)
+
+    def server_cert(self) -> tuple[Path, Path]:
+        """(certificate, key) every server serves."""
+        if self.mtls is not None:
+            return self.mtls.pki.server_cert_path, self.mtls.pki.server_key_path
+        return self.certs.cert_path, self.certs.key_path
+
+    def trust(self) -> Path:
+        """What a client verifies the server certificate against."""
+        return self.mtls.pki.ca_path if self.mtls is not None else self.certs.cert_path
+
+    def client_cert(self) -> tuple[Path, Path] | None:
+        """The (certificate, key) a client presents, in the mtls scenarios."""
+        if self.mtls is None:
+            return None
+        return self.mtls.pki.client_cert_path, self.mtls.pki.client_key_path
 
 
 @dataclass
@@ -347,7 +387,12 @@ def launch_httpsys(ctx: Context, tls: bool, interface: str) -> Launch:
     port = free_port()
     argv = [sys.executable, str(BENCH_DIR / "httpsys_server.py"), "--port", str(port),
             "--io-threads", str(ctx.httpsys_io_threads), "--workers", str(ctx.httpsys_workers)]
-    argv += ["--cert", str(ctx.certs.cert_path), "--key", str(ctx.certs.key_path)] if tls else ["--plain"]
+    cert, key = ctx.server_cert()
+    argv += ["--cert", str(cert), "--key", str(key)] if tls else ["--plain"]
+    if tls and ctx.mtls is not None:
+        argv += ["--client-ca", str(ctx.mtls.pki.ca_path), "--ssl-flags", "Ssl,SslNegotiateCert,SslRequireCert"]
+        if ctx.mtls.crl:
+            argv += ["--crl", str(ctx.mtls.pki.crl_der_path)]
     return Launch(_pinned(ctx.core, argv), python_env(), port, tls)
 
 
@@ -355,11 +400,17 @@ def launch_nginx(ctx: Context, tls: bool, interface: str) -> Launch:
     tls_port, plain_port = free_port(), free_port()
     nginx_dir = ctx.workdir / f"nginx-{tls_port}"
     nginx_dir.mkdir(parents=True, exist_ok=True)
-    text = (BENCH_DIR / "nginx.conf.tmpl").read_text()
-    for key, value in {"@DIR@": str(nginx_dir), "@HOST@": HOST, "@TLS_PORT@": str(tls_port),
-                       "@PLAIN_PORT@": str(plain_port), "@CERT@": str(ctx.certs.cert_path),
-                       "@KEY@": str(ctx.certs.key_path)}.items():
-        text = text.replace(key, value)
+    cert, key = ctx.server_cert()
+    values = {"@DIR@": str(nginx_dir), "@HOST@": HOST, "@TLS_PORT@": str(tls_port),
+              "@PLAIN_PORT@": str(plain_port), "@CERT@": str(cert), "@KEY@": str(key)}
+    template = "nginx.conf.tmpl"
+    if ctx.mtls is not None:
+        template = "nginx_mtls.conf.tmpl"
+        values["@CA@"] = str(ctx.mtls.pki.ca_path)
+        values["@CRL@"] = f"ssl_crl {ctx.mtls.pki.crl_pem_path};" if ctx.mtls.crl else ""
+    text = (BENCH_DIR / template).read_text()
+    for placeholder, value in values.items():
+        text = text.replace(placeholder, value)
     conf = nginx_dir / "nginx.conf"
     conf.write_text(text)
     binary = nginx_binary() or "nginx"
@@ -376,8 +427,12 @@ def launch_granian(ctx: Context, tls: bool, interface: str) -> Launch:
             "--host", HOST, "--port", str(port), "--log-level", "warning", "--no-access-log",
             "--working-dir", str(BENCH_DIR)]
     if tls:
-        argv += ["--ssl-certificate", str(ctx.certs.cert_path), "--ssl-keyfile", str(ctx.certs.key_path),
-                 "--ssl-protocol-min", "tls1.2"]
+        cert, key = ctx.server_cert()
+        argv += ["--ssl-certificate", str(cert), "--ssl-keyfile", str(key), "--ssl-protocol-min", "tls1.2"]
+        if ctx.mtls is not None:
+            argv += ["--ssl-ca", str(ctx.mtls.pki.ca_path), "--ssl-client-verify"]
+            if ctx.mtls.crl:
+                argv += ["--ssl-crl", str(ctx.mtls.pki.crl_pem_path)]
     if ctx.max_connections is not None:
         n = str(max(1024, ctx.max_connections))
         argv += ["--backlog", n, "--backpressure", n]
@@ -409,6 +464,7 @@ class ServerDef:
     requires: tuple[Requirement, ...]
     launcher: Callable[[Context, bool, str], Launch]
     is_httpsys: bool = False
+    mtls_requires: tuple[Requirement, ...] = ()   # more, for the mtls scenarios
 
 
 SERVERS: dict[str, ServerDef] = {d.name: d for d in (
@@ -416,16 +472,18 @@ SERVERS: dict[str, ServerDef] = {d.name: d for d in (
     # ServerDef("httpsys-asgi", "httpsys (ASGI)", "asgi", (HTTPSYS_REQ,), launch_httpsys, True)
     # goes here once the ASGI adapter exists; launch_httpsys then passes the interface on.
     ServerDef("nginx", "nginx (return 200)", "native", (NGINX_REQ,), launch_nginx),
-    ServerDef("granian-wsgi", "granian (WSGI)", "wsgi", (GRANIAN_REQ,), launch_granian),
+    ServerDef("granian-wsgi", "granian (WSGI)", "wsgi", (GRANIAN_REQ,), launch_granian,
+              mtls_requires=(GRANIAN_MTLS_REQ,)),
     ServerDef("granian-asgi", "granian (ASGI)", "asgi", (GRANIAN_REQ,), launch_granian),
     ServerDef("uvicorn", "uvicorn (ASGI, uvloop, httptools)", "asgi", (UVICORN_REQ,), launch_uvicorn),
 )}
 
 
-def missing(defn: ServerDef) -> list[tuple[Requirement, str]]:
-    """The requirements of ``defn`` that are not met, each with what is wrong."""
+def missing(defn: ServerDef, mtls: bool = False) -> list[tuple[Requirement, str]]:
+    """The requirements of ``defn`` that are not met, each with what is wrong (``mtls``: also
+    what it needs to require client certificates)."""
     out = []
-    for r in defn.requires:
+    for r in defn.requires + (defn.mtls_requires if mtls else ()):
         problem = r.problem()
         if problem is not None:
             out.append((r, problem))
@@ -434,8 +492,11 @@ def missing(defn: ServerDef) -> list[tuple[Requirement, str]]:
 
 # ---- start, probe, stop --------------------------------------------------------------------
 
-def probe(url_host: str, port: int, tls: bool, cafile: Path | None, timeout: float = 2.0) -> dict[str, object]:
-    """One GET / on a fresh connection; the certificate is verified against ``cafile``.
+def probe(url_host: str, port: int, tls: bool, cafile: Path | None, timeout: float = 2.0,
+          client_cert: tuple[Path, Path] | None = None, tls_version: str | None = None) -> dict[str, object]:
+    """One GET / on a fresh connection; the certificate is verified against ``cafile``,
+    ``client_cert`` (certificate, key) is presented if given, ``tls_version`` ("1.2", "1.3")
+    is the only version offered if given.
 
     Returns status, headers, body, and (TLS) the protocol and cipher. Raises OSError or
     http.client.HTTPException if the server does not answer.
@@ -443,6 +504,11 @@ def probe(url_host: str, port: int, tls: bool, cafile: Path | None, timeout: flo
     conn: http.client.HTTPConnection
     if tls:
         ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+        if client_cert is not None:
+            ctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+        if tls_version is not None:
+            v = ssl.TLSVersion.TLSv1_3 if tls_version == "1.3" else ssl.TLSVersion.TLSv1_2
+            ctx.minimum_version = ctx.maximum_version = v
         conn = http.client.HTTPSConnection(url_host, port, timeout=timeout, context=ctx)
     else:
         conn = http.client.HTTPConnection(url_host, port, timeout=timeout)
@@ -478,12 +544,9 @@ def start(defn: ServerDef, ctx: Context, tls: bool) -> Running:
     (TLS) connection answers 200 with the expected body. Raises ServerError otherwise."""
     launch = defn.launcher(ctx, tls, defn.interface)
     log_path = ctx.workdir / f"{defn.name}-{launch.port}.log"
-    log = open(log_path, "wb")
-    try:
+    with open(log_path, "wb") as log:
         proc = subprocess.Popen(launch.argv, env=launch.env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=str(ctx.workdir))
-    finally:
-        log.close()
     scheme = "https" if tls else "http"
     url = f"{scheme}://{HOST}:{launch.port}/"
     deadline = time.monotonic() + START_TIMEOUT
@@ -495,7 +558,7 @@ def start(defn: ServerDef, ctx: Context, tls: bool) -> Running:
                 raise ServerError(f"{defn.name} exited with {proc.returncode} while starting:\n"
                                   f"{log_tail(log_path)}")
             try:
-                info = probe(HOST, launch.port, tls, ctx.certs.cert_path)
+                info = probe(HOST, launch.port, tls, ctx.trust(), client_cert=ctx.client_cert())
                 break
             except (OSError, http.client.HTTPException) as e:
                 last_error = e

@@ -216,6 +216,9 @@ int hs_test_url_canonicalize(const char *path, size_t len, size_t seg_max_len,
                              size_t seg_max_count, char *out, size_t outcap, size_t *outlen);
 int hs_test_route(const char *prefixes, size_t prefixes_len, const char *host, const char *local_ip,
                   int port, const char *path, int *index, size_t *path_len);
+/* Parses head, lays its WSGI environ out iterations times (>= 1) and copies the last block. */
+int hs_test_environ_build(const char *head, size_t len, size_t script_len, int tls,
+                          size_t iterations, char *out, size_t outcap, size_t *outlen);
 
 /* CRL revocation index (crl.c): ix is an opaque index handle; build returns HS_OK (0) or -1 with
  * a message in err; lookup and fresh return 1 or 0 (now is seconds since the epoch); lookup_many
