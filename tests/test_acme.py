@@ -1,0 +1,177 @@
+"""ACME (RFC 8555) against a real CA: pebble validates through the httpsys listener itself.
+
+``httpsys serve`` runs as a process on a temporary store; ``httpsys cert acme`` runs as another
+process on the same store, and the server answers its challenges (TLS-ALPN-01 in the core,
+HTTP-01 on the plain-HTTP listener) by picking them up from the store. Clients verify the
+served certificate against the root pebble made and compare it with the thumbprint the CLI
+printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from acme_fixture import Pebble, start_pebble
+from clients import peer_cert_der
+from conftest import free_port
+from cryptography import x509
+
+from httpsys.acmestore import AcmeStore
+from httpsys.certstore import CertStore
+from httpsys.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+APPID = "{00112233-4455-6677-8899-aabbccddeeff}"
+NAME = "www.acme.test"
+
+
+class Serve:
+    """``httpsys serve`` as a process, its log in a file (a pipe could fill and block it)."""
+
+    def __init__(self, store: Path, port: int, log: Path, env: dict[str, str],
+                 http_app_port: int | None = None) -> None:
+        self.log = log
+        apps = ["--app", f"https://+:{port}/=httpsys.demo:app"]
+        with log.open("ab") as out:
+            self.p = subprocess.Popen(
+                [sys.executable, "-m", "httpsys", "--store", str(store), "serve", *apps,
+                 "--threads", "2"], stdout=out, stderr=out, env=env, cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if self.p.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"serve did not start: {self.text()}") from None
+                time.sleep(0.05)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_log(self, needle: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text():
+            assert self.p.poll() is None, f"serve exited: {self.text()}"
+            assert time.monotonic() < deadline, f"{needle!r} not logged: {self.text()[-3000:]}"
+            time.sleep(0.05)
+        return self.text()
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+@pytest.fixture
+def acme_env(tmp_path: Path) -> Iterator[Any]:
+    """Starts pebble and serve processes for a test; stops all of them afterwards."""
+    started: list[Any] = []
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HTTPSYS_STORE=str(tmp_path / "store.db"),
+               HTTPSYS_ACME_RETRY="1")
+
+    class Env:
+        store = tmp_path / "store.db"
+        tls_port = free_port()
+        http_port = free_port()
+
+        def pebble(self, validity: int | None = None) -> Pebble:
+            peb = start_pebble(tmp_path / f"pebble{len(started)}", http_port=self.http_port,
+                               tls_port=self.tls_port, validity=validity)
+            started.append(peb)
+            return peb
+
+        def serve(self) -> Serve:
+            srv = Serve(self.store, self.tls_port, tmp_path / "serve.log", env)
+            started.append(srv)
+            return srv
+
+        def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+            r = subprocess.run([sys.executable, "-m", "httpsys", "--store", str(self.store),
+                                *args], check=False, capture_output=True, text=True, env=env,
+                               cwd=ROOT, timeout=120)
+            if check:
+                assert r.returncode == 0, f"{args}: {r.returncode} {r.stdout} {r.stderr}"
+            return r
+
+        def acme(self, peb: Pebble, *extra: str, check: bool = True,
+                 name: str = NAME) -> subprocess.CompletedProcess[str]:
+            return self.cli("cert", "acme", "--dns", name, "--directory", peb.directory,
+                            "--ca-bundle", peb.ca_bundle, "--email", "ops@acme.test",
+                            "--bind", f"ipport=0.0.0.0:{self.tls_port}", f"appid={APPID}",
+                            *extra, check=check)
+
+    yield Env()
+    for item in reversed(started):
+        item.stop()
+
+
+def served_thumbprint(port: int, name: str = NAME) -> str:
+    return hashlib.sha1(peer_cert_der(port, sni=name)).hexdigest()
+
+
+def verified_get(port: int, roots: bytes, name: str = NAME) -> tuple[int, str]:
+    """GET / verifying the server's certificate for ``name`` against pebble's root; the
+    status and the leaf's thumbprint."""
+    ctx = ssl.create_default_context(cadata=roots.decode())
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=name) as tls:
+        tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return int(data.split(b" ", 2)[1]), hashlib.sha1(der).hexdigest()
+
+
+def test_tls_alpn_01_issuance_with_a_running_server(acme_env):
+    peb = acme_env.pebble()
+    srv = acme_env.serve()
+    r = acme_env.acme(peb, "--challenge", "tls-alpn-01")
+    thumb = r.stdout.strip().splitlines()[-1]
+    # The binding was added by cert acme; the running server picked it up live.
+    srv.wait_log(f"certificate {thumb} is live")
+    status, served = verified_get(acme_env.tls_port, peb.roots_pem())
+    assert (status, served) == (200, thumb)
+    assert f"TLS-ALPN-01 challenge for {NAME} is live" in srv.text()
+    with Store.open(acme_env.store) as store:
+        entry = CertStore(store).get(thumb)
+        assert entry.source == "acme" and entry.renew_at is not None
+        assert store.bindings_using(thumb) == [f"ipport=0.0.0.0:{acme_env.tls_port}"]
+        assert AcmeStore(store).challenges() == []  # answered, then removed
+    show = acme_env.cli("cert", "show", thumb).stdout
+    assert "Source               : acme" in show
+    assert f"Next Renewal         : {entry.renew_at}" in show
+    leaf = x509.load_der_x509_certificate(entry.der)
+    assert leaf.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == [NAME]
+
+
+def test_no_listener_answering_means_validation_fails_and_nothing_is_stored(acme_env):
+    """Validation is real: with no httpsys listener on the port pebble validates, the order
+    fails with pebble's reason and the store gets no certificate and no binding."""
+    peb = acme_env.pebble()
+    r = acme_env.acme(peb, "--challenge", "tls-alpn-01", check=False)
+    assert r.returncode != 0
+    assert "validation failed (tls-alpn-01)" in r.stderr and NAME in r.stderr
+    with Store.open(acme_env.store) as store:
+        assert CertStore(store).list("MY") == []
+        assert store.bindings_using("0" * 40) == []
+        assert store.execute("SELECT count(*) FROM sslcert").fetchone()[0] == 0
+        assert AcmeStore(store).challenges() == []
