@@ -10,6 +10,7 @@ printed.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import signal
 import socket
@@ -175,3 +176,35 @@ def test_no_listener_answering_means_validation_fails_and_nothing_is_stored(acme
         assert store.bindings_using("0" * 40) == []
         assert store.execute("SELECT count(*) FROM sslcert").fetchone()[0] == 0
         assert AcmeStore(store).challenges() == []
+
+
+def test_http_01_issuance_replaces_a_live_binding(acme_env):
+    """The binding exists (a self-signed certificate); cert acme --challenge http-01 makes the
+    server answer on http://+:PORT/.well-known/acme-challenge/ and swaps the certificate: an
+    open connection keeps the old one, the next connection gets the new one."""
+    peb = acme_env.pebble()
+    old = acme_env.cli("cert", "new", "--dns", NAME).stdout.strip()
+    acme_env.cli("http", "add", "sslcert", f"ipport=0.0.0.0:{acme_env.tls_port}",
+                 f"certhash={old}", f"appid={APPID}")
+    srv = acme_env.serve()
+    assert served_thumbprint(acme_env.tls_port) == old
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", acme_env.tls_port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname=NAME) as held:
+        r = acme_env.acme(peb, "--challenge", "http-01", "--http-port", str(acme_env.http_port))
+        new = r.stdout.strip().splitlines()[-1]
+        srv.wait_log(f"certificate {new} is live")
+        assert srv.text().count("answering HTTP-01 challenges at "
+                                f"http://+:{acme_env.http_port}/.well-known/acme-challenge/") == 1
+        # The connection opened before the swap still works, on the old certificate.
+        held.sendall(f"GET / HTTP/1.1\r\nHost: {NAME}\r\n\r\n".encode())
+        assert held.recv(65536).startswith(b"HTTP/1.1 200")
+        assert hashlib.sha1(held.getpeercert(binary_form=True) or b"").hexdigest() == old
+    assert new != old
+    assert verified_get(acme_env.tls_port, peb.roots_pem()) == (200, new)
+    # The challenge is gone from the store, and so is its answer.
+    conn = http.client.HTTPConnection("127.0.0.1", acme_env.http_port, timeout=10)
+    conn.request("GET", "/.well-known/acme-challenge/anything")
+    assert conn.getresponse().status == 404
+    conn.close()
