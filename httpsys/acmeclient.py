@@ -56,6 +56,8 @@ ACME_IDENTIFIER_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31")
 CHALLENGE_TYPES = ("tls-alpn-01", "http-01")
 #: Seconds the self-check waits for the running server to answer a new challenge.
 SELF_CHECK_TIMEOUT = 5.0
+#: Seconds a refused connection is retried before the self-check gives up on it.
+REFUSED_GRACE = 1.0
 #: Seconds an order may take from the challenge answer to the certificate.
 ORDER_TIMEOUT = 90.0
 
@@ -132,6 +134,8 @@ def _self_check_tls_alpn(addr: tuple[str, int], name: str, key_auth: str) -> boo
         with socket.create_connection(addr, timeout=2) as raw, \
                 ctx.wrap_socket(raw, server_hostname=name) as tls:
             der = tls.getpeercert(binary_form=True)
+    except ConnectionRefusedError:
+        raise
     except OSError:
         return False
     if der is None:
@@ -151,6 +155,8 @@ def _self_check_http(port: int, token: str, key_auth: str) -> bool:
         conn.request("GET", f"/.well-known/acme-challenge/{token}")
         resp = conn.getresponse()
         return resp.status == 200 and resp.read().decode(errors="replace").strip() == key_auth
+    except ConnectionRefusedError:
+        raise
     except OSError:
         return False
     finally:
@@ -158,10 +164,16 @@ def _self_check_http(port: int, token: str, key_auth: str) -> bool:
 
 
 def _wait_self_check(check: Any, *args: Any) -> None:
-    deadline = time.monotonic() + SELF_CHECK_TIMEOUT
-    while time.monotonic() < deadline:
-        if check(*args):
-            return
+    start = time.monotonic()
+    while time.monotonic() < start + SELF_CHECK_TIMEOUT:
+        try:
+            if check(*args):
+                return
+        except ConnectionRefusedError:
+            # The HTTP-01 port opens when a watcher registers the prefix (a few 20 ms polls);
+            # still refused after that, nothing will listen there however long we wait.
+            if time.monotonic() > start + REFUSED_GRACE:
+                break
         time.sleep(0.02)
     log.warning("acme: self-check of the challenge failed (is `httpsys serve` running and "
                 "listening where the CA connects?); asking the CA anyway")
@@ -210,7 +222,7 @@ class AcmeClient:
             regr = self.acme.new_account(reg)
             uri = regr.uri
         except acme_errors.ConflictError as e:  # this key has an account already
-            uri = str(e)
+            uri = e.location
             self.net.account = messages.RegistrationResource(uri=uri,
                                                              body=messages.Registration())
         except messages.Error as e:

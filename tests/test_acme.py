@@ -162,6 +162,15 @@ def test_tls_alpn_01_issuance_with_a_running_server(acme_env):
     leaf = x509.load_der_x509_certificate(entry.der)
     assert leaf.extensions.get_extension_for_class(
         x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName) == [NAME]
+    # cert renew: a new order now, the binding swapped live, the old one no longer renewed.
+    renewed = acme_env.cli("cert", "renew", thumb).stdout.strip().splitlines()[-1]
+    assert renewed != thumb
+    srv.wait_log(f"certificate {renewed} is live")
+    assert verified_get(acme_env.tls_port, peb.roots_pem()) == (200, renewed)
+    assert "Next Renewal         : (never: not renewed by httpsys)" in \
+        acme_env.cli("cert", "show", thumb).stdout
+    r = acme_env.cli("cert", "renew", thumb, check=False)
+    assert r.returncode != 0 and "was not issued through ACME" in r.stderr
 
 
 def test_no_listener_answering_means_validation_fails_and_nothing_is_stored(acme_env):
@@ -208,3 +217,63 @@ def test_http_01_issuance_replaces_a_live_binding(acme_env):
     conn.request("GET", "/.well-known/acme-challenge/anything")
     assert conn.getresponse().status == 404
     conn.close()
+
+
+def test_renewal_while_a_client_loops_requests(acme_env):
+    """A certificate of 12 s is renewed by the running server after two thirds of it (8 s) and
+    swapped live: a client verifying every new connection against pebble's root sees the new
+    certificate and not one failed request."""
+    peb = acme_env.pebble(validity=12)
+    srv = acme_env.serve()
+    first = acme_env.acme(peb, "--challenge", "tls-alpn-01").stdout.strip().splitlines()[-1]
+    srv.wait_log(f"certificate {first} is live")
+    roots = peb.roots_pem()
+    seen: list[str] = []
+    failures: list[str] = []
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline and len(set(seen)) < 2:
+        try:
+            status, thumb = verified_get(acme_env.tls_port, roots)
+            if status != 200:
+                failures.append(f"status {status}")
+            seen.append(thumb)
+        except (OSError, ssl.SSLError) as e:
+            failures.append(repr(e))
+    # A few more on the new certificate.
+    for _ in range(20):
+        try:
+            status, thumb = verified_get(acme_env.tls_port, roots)
+            seen.append(thumb) if status == 200 else failures.append(f"status {status}")
+        except (OSError, ssl.SSLError) as e:
+            failures.append(repr(e))
+    assert failures == []
+    assert seen[0] == first and len(set(seen)) >= 2, srv.text()[-2000:]
+    renewed = seen[-1]
+    assert f"acme: certificate {first} ({NAME}) renewed: now {renewed}" in srv.text()
+    with Store.open(acme_env.store) as store:
+        assert store.bindings_using(renewed) == [f"ipport=0.0.0.0:{acme_env.tls_port}"]
+        assert CertStore(store).get(first).renew_at is None  # the old one is done with
+        entry = AcmeStore(store).get(renewed)
+        assert entry is not None and entry.failures == 0 and entry.renew_at
+
+
+def test_ca_down_during_renewal_keeps_the_certificate_and_logs_why(acme_env):
+    """pebble stopped before a 6 s certificate is due (4 s): the renewal fails, the server
+    keeps serving the certificate, logs why and retries with a doubling backoff."""
+    peb = acme_env.pebble(validity=6)
+    srv = acme_env.serve()
+    thumb = acme_env.acme(peb, "--challenge", "tls-alpn-01").stdout.strip().splitlines()[-1]
+    srv.wait_log(f"certificate {thumb} is live")
+    peb.stop()
+    text = srv.wait_log("(failure 2 in a row)")
+    assert f"acme: renewal of certificate {thumb} ({NAME}) failed: --directory: cannot read " \
+           f"the ACME directory {peb.directory}" in text
+    assert "still serving it, next try in 1 s (failure 1 in a row)" in text
+    assert "next try in 2 s (failure 2 in a row)" in text  # backing off
+    assert served_thumbprint(acme_env.tls_port) == thumb
+    show = acme_env.cli("cert", "show", thumb).stdout
+    assert "(retrying: " in show and "cannot read the ACME directory" in show
+    # cert renew says why too, with a non-zero exit, and changes nothing.
+    r = acme_env.cli("cert", "renew", thumb, check=False)
+    assert r.returncode != 0 and "cannot read the ACME directory" in r.stderr
+    assert served_thumbprint(acme_env.tls_port) == thumb
