@@ -112,7 +112,9 @@ def start_pebble(folder: Path, *, http_port: int, tls_port: int,
     (folder / "pebble.json").write_text(json.dumps({"pebble": config}))
     log = folder / "pebble.log"
     out = log.open("ab")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEBBLE_")}
+    # No PEBBLE_ setting of the caller's, and no sanitizer preload (the ASan run) in Go.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PEBBLE_", "ASAN_")) and k != "LD_PRELOAD"}
     env.update(PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="0")
     peb = Pebble(f"https://127.0.0.1:{listen}/dir", str(ca_file), f"https://127.0.0.1:{manage}",
                  log=log)
