@@ -189,12 +189,14 @@ class AcmeClient:
         self.directory_url = directory
         accounts = acmestore.AcmeStore(store)
         key_pem = accounts.account_key(directory)
+        # A new key is stored once the CA accepted the account: a directory that cannot be
+        # read, or a refused registration, leaves the store as it was.
+        self._new_key: bytes | None = None
         if key_pem is None:
             new = ec.generate_private_key(ec.SECP256R1())
-            key_pem = new.private_bytes(serialization.Encoding.PEM,
-                                        serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption())
-            accounts.set_account(directory, key_pem, None, email)
+            key_pem = self._new_key = new.private_bytes(serialization.Encoding.PEM,
+                                                        serialization.PrivateFormat.PKCS8,
+                                                        serialization.NoEncryption())
         private = serialization.load_pem_private_key(key_pem, password=None)
         self.key = jwk.JWKEC(key=private)
         # verify_ssl goes to requests' verify=, which takes a CA bundle path too
@@ -227,7 +229,7 @@ class AcmeClient:
                                                              body=messages.Registration())
         except messages.Error as e:
             raise AcmeError(f"the CA refused the account: {e}") from None
-        accounts.set_account(self.directory_url, None, uri, email)
+        accounts.set_account(self.directory_url, self._new_key, uri, email)
 
     # ---- one order ---------------------------------------------------------------------------
 

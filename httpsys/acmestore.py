@@ -89,7 +89,8 @@ class AcmeStore:
 
     def set_account(self, directory: str, key_pem: bytes | None, uri: str | None,
                     email: str | None) -> None:
-        """Creates the account row (with ``key_pem``) or updates its URL and contact."""
+        """Creates the account row (with ``key_pem``: a new key) or updates its URL and
+        contact."""
         with self.store.transaction() as c:
             if key_pem is not None:
                 c.execute("INSERT INTO acme_account (directory, key_pem, uri, email) "

@@ -277,3 +277,32 @@ def test_ca_down_during_renewal_keeps_the_certificate_and_logs_why(acme_env):
     r = acme_env.cli("cert", "renew", thumb, check=False)
     assert r.returncode != 0 and "cannot read the ACME directory" in r.stderr
     assert served_thumbprint(acme_env.tls_port) == thumb
+
+
+@pytest.mark.parametrize(("args", "rc", "message"), [
+    (["--bind", "ipport=nonsense", f"appid={APPID}"], 2,
+     "--bind: ipport=nonsense: expected IP:PORT"),
+    (["--bind", "ipport=0.0.0.0:443", "hostnameport=a.test:443"], 2,
+     "--bind: give one ipport=IP:PORT or hostnameport=NAME:PORT"),
+    (["--bind", "ipport=0.0.0.0:443", "appid=xyz"], 2, "--bind: appid=xyz"),
+    (["--bind", "certhash=00"], 2, "--bind: 'certhash=00' is not ipport=IP:PORT"),
+    (["--eab-kid", "kid-1"], 2, "--eab-kid and --eab-hmac go together"),
+    (["--http-port", "0"], 2, "--http-port: 0 is not a port (1-65535)"),
+    ([], 1, "--directory: cannot read the ACME directory https://127.0.0.1:"),
+])
+def test_bad_cert_acme_arguments_are_refused_and_change_nothing(tmp_path, capsys, args, rc,
+                                                                 message):
+    from httpsys import cli
+
+    store = tmp_path / "store.db"
+    Store.open(store).close()
+    with Store.open(store) as s:
+        before = s.generation()
+    argv = ["--store", str(store), "cert", "acme", "--dns", NAME, "--directory",
+            f"https://127.0.0.1:{free_port()}/dir", *args]
+    assert cli.main(argv) == rc
+    err = capsys.readouterr().err
+    assert f"httpsys cert: error: {message}" in err
+    with Store.open(store) as s:
+        assert s.generation() == before
+        assert s.execute("SELECT count(*) FROM acme_account").fetchone()[0] == 0

@@ -260,7 +260,7 @@ def _parse_bind(values: list[str] | None) -> tuple[str | None, str | None]:
         key = validate(kinds[0], fields[kinds[0]])
         appid = _kv.guid("appid", fields["appid"]) if "appid" in fields else None
     except HttpsysError as e:
-        raise InvalidParameterError(f"bind: {e}", param="bind") from None
+        raise InvalidParameterError(f"bind: {getattr(e, 'reason', e)}", param="bind") from None
     return f"{kinds[0]}={key}", appid
 
 
