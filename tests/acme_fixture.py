@@ -93,7 +93,9 @@ class Pebble:
 
 
 def start_pebble(folder: Path, *, http_port: int, tls_port: int,
-                 validity: int | None = None) -> Pebble:
+                 validity: int | None = None, eab: dict[str, str] | None = None) -> Pebble:
+    """``eab``: {key id: base64url HMAC key}; when given, accounts need an external account
+    binding with one of them."""
     folder.mkdir(parents=True, exist_ok=True)
     ca_file, cert_file, key_file = _tls_files(folder)
     listen, manage, dns = free_port(), free_port(), free_port()
@@ -105,7 +107,8 @@ def start_pebble(folder: Path, *, http_port: int, tls_port: int,
         "httpPort": http_port,
         "tlsPort": tls_port,
         "ocspResponderURL": "",
-        "externalAccountBindingRequired": False,
+        "externalAccountBindingRequired": bool(eab),
+        "externalAccountMACKeys": eab or {},
     }
     if validity is not None:
         config["certificateValidityPeriod"] = validity

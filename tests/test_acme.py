@@ -35,6 +35,7 @@ from httpsys.store import Store
 ROOT = Path(__file__).resolve().parent.parent
 APPID = "{00112233-4455-6677-8899-aabbccddeeff}"
 NAME = "www.acme.test"
+EAB_HMAC = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
 
 
 class Serve:
@@ -91,9 +92,10 @@ def acme_env(tmp_path: Path) -> Iterator[Any]:
         tls_port = free_port()
         http_port = free_port()
 
-        def pebble(self, validity: int | None = None) -> Pebble:
+        def pebble(self, validity: int | None = None,
+                   eab: dict[str, str] | None = None) -> Pebble:
             peb = start_pebble(tmp_path / f"pebble{len(started)}", http_port=self.http_port,
-                               tls_port=self.tls_port, validity=validity)
+                               tls_port=self.tls_port, validity=validity, eab=eab)
             started.append(peb)
             return peb
 
@@ -190,8 +192,9 @@ def test_no_listener_answering_means_validation_fails_and_nothing_is_stored(acme
 def test_http_01_issuance_replaces_a_live_binding(acme_env):
     """The binding exists (a self-signed certificate); cert acme --challenge http-01 makes the
     server answer on http://+:PORT/.well-known/acme-challenge/ and swaps the certificate: an
-    open connection keeps the old one, the next connection gets the new one."""
-    peb = acme_env.pebble()
+    open connection keeps the old one, the next connection gets the new one. The CA requires
+    an external account binding: without one the account is refused."""
+    peb = acme_env.pebble(eab={"kid-1": EAB_HMAC})
     old = acme_env.cli("cert", "new", "--dns", NAME).stdout.strip()
     acme_env.cli("http", "add", "sslcert", f"ipport=0.0.0.0:{acme_env.tls_port}",
                  f"certhash={old}", f"appid={APPID}")
@@ -201,7 +204,10 @@ def test_http_01_issuance_replaces_a_live_binding(acme_env):
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     with socket.create_connection(("127.0.0.1", acme_env.tls_port), timeout=10) as raw, \
             ctx.wrap_socket(raw, server_hostname=NAME) as held:
-        r = acme_env.acme(peb, "--challenge", "http-01", "--http-port", str(acme_env.http_port))
+        refused = acme_env.acme(peb, "--challenge", "http-01", check=False)
+        assert refused.returncode == 1 and "the CA refused the account" in refused.stderr
+        r = acme_env.acme(peb, "--challenge", "http-01", "--http-port", str(acme_env.http_port),
+                          "--eab-kid", "kid-1", "--eab-hmac", EAB_HMAC)
         new = r.stdout.strip().splitlines()[-1]
         srv.wait_log(f"certificate {new} is live")
         assert srv.text().count("answering HTTP-01 challenges at "
