@@ -79,7 +79,7 @@ int hs__bindings_set(hs_bindings_t *b, int kind, const char *name, int port, SSL
         e->kind = kind;
         e->port = port;
         for (size_t i = 0; name[i] != '\0'; i++)
-            e->name[i] = (char)(kind == HS_BIND_HOST && name[i] >= 'A' && name[i] <= 'Z'
+            e->name[i] = (char)(kind != HS_BIND_IP && name[i] >= 'A' && name[i] <= 'Z'
                                     ? name[i] + 32
                                     : name[i]);
     }
@@ -150,6 +150,25 @@ SSL_CTX *hs__bindings_any_host(hs_bindings_t *b, int port)
     for (size_t i = 0; i < b->n && ctx == NULL; i++)
         if (b->items[i].kind == HS_BIND_HOST && b->items[i].port == port)
             ctx = ref(&b->items[i]);
+    pthread_mutex_unlock(&b->lock);
+    return ctx;
+}
+
+SSL_CTX *hs__bindings_any_acme(hs_bindings_t *b)
+{
+    SSL_CTX *ctx = NULL;
+    pthread_mutex_lock(&b->lock);
+    for (size_t i = 0; i < b->n && ctx == NULL; i++)
+        if (b->items[i].kind == HS_BIND_ACME)
+            ctx = ref(&b->items[i]);
+    pthread_mutex_unlock(&b->lock);
+    return ctx;
+}
+
+SSL_CTX *hs__bindings_lookup_acme(hs_bindings_t *b, const char *host)
+{
+    pthread_mutex_lock(&b->lock);
+    SSL_CTX *ctx = ref(find(b, HS_BIND_ACME, host, 0));
     pthread_mutex_unlock(&b->lock);
     return ctx;
 }

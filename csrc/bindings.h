@@ -14,7 +14,9 @@
 #include <pthread.h>
 #include <openssl/ssl.h>
 
-enum hs_binding_kind { HS_BIND_IP = 0, HS_BIND_HOST = 1 };
+/* HS_BIND_ACME: a TLS-ALPN-01 challenge certificate (RFC 8737) for a host name, on every port
+ * (port 0); only a ClientHello offering ALPN acme-tls/1 alone for that name gets it. */
+enum hs_binding_kind { HS_BIND_IP = 0, HS_BIND_HOST = 1, HS_BIND_ACME = 2 };
 
 typedef struct hs_binding {
     int kind;       /* enum hs_binding_kind */
@@ -47,5 +49,10 @@ SSL_CTX *hs__bindings_lookup_host(hs_bindings_t *b, const char *host, int port);
 /* Any host-name binding on port, referenced: the context a connection starts its handshake
  * with when only host-name bindings exist there (SNI then picks the right one). */
 SSL_CTX *hs__bindings_any_host(hs_bindings_t *b, int port);
+/* The TLS-ALPN-01 challenge context for host (case-insensitive), referenced; or NULL. */
+SSL_CTX *hs__bindings_lookup_acme(hs_bindings_t *b, const char *host);
+/* Any challenge context, referenced: what a connection starts with on a port with no binding
+ * at all while a challenge is pending (the ClientHello then picks its own, or fails). */
+SSL_CTX *hs__bindings_any_acme(hs_bindings_t *b);
 
 #endif

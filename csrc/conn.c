@@ -101,6 +101,8 @@ static int setup_tls(hs_conn_t *c)
         ctx = hs__bindings_any_host(b, c->local_port);
         c->sni_required = 1;
     }
+    if (ctx == NULL) /* no binding yet, only a pending TLS-ALPN-01 challenge (tls.c) */
+        ctx = hs__bindings_any_acme(b);
     if (ctx == NULL)
         return -1;
     int rc = hs__tls_attach(c, ctx);

@@ -65,6 +65,7 @@ typedef struct hs_conn {
     unsigned write_blocked : 1;
     unsigned is_tls : 1;
     unsigned sni_required : 1; /* no ipport binding: the SNI name must match a hostnameport */
+    unsigned acme_challenge : 1; /* a TLS-ALPN-01 validation: answered with the challenge cert */
     unsigned closed : 1;     /* closed; freed at the end of the loop iteration */
     unsigned hup : 1;        /* epoll saw the peer's FIN or an error: read until recv() says so */
     unsigned must_linger : 1; /* the client may still be sending: linger before closing */

@@ -123,6 +123,14 @@ int hs_server_set_sslcert_sni(hs_server_t *s, const char *host, int port, const 
                               const hs_sslcert_options_t *opts, char *err, size_t errlen);
 int hs_server_delete_sslcert_sni(hs_server_t *s, const char *host, int port);
 
+/* TLS-ALPN-01 challenges (RFC 8737): a ClientHello for host offering ALPN acme-tls/1 alone gets
+ * this certificate (the one with the acmeIdentifier extension) on any TLS port, whether host has
+ * a binding or not; other clients are unaffected. Set replaces, delete removes (NOT_FOUND). */
+int hs_server_set_acme_challenge(hs_server_t *s, const char *host, const char *cert_pem,
+                                 size_t cert_len, const char *key_pem, size_t key_len, char *err,
+                                 size_t errlen);
+int hs_server_delete_acme_challenge(hs_server_t *s, const char *host);
+
 /* CRLs fetched from certificates' distribution points: a fetcher thread (Python, which owns the
  * network client) waits up to wait_ms for a URL; 1 with url (NUL-terminated) and the binding's
  * urlretrievaltimeout in ms, 0 when there is nothing to fetch. It answers with the DER it got,

@@ -289,6 +289,30 @@ int hs_server_delete_sslcert_sni(hs_server_t *s, const char *host, int port)
                                                                              : HS_RESULT_NOT_FOUND;
 }
 
+int hs_server_set_acme_challenge(hs_server_t *s, const char *host, const char *cert_pem,
+                                 size_t cert_len, const char *key_pem, size_t key_len, char *err,
+                                 size_t errlen)
+{
+    if (!valid_host(host)) {
+        snprintf(err, errlen, "host: %s is not a valid host name", host);
+        return HS_RESULT_INVALID_PARAMETER;
+    }
+    SSL_CTX *ctx = hs__tls_challenge_ctx_new(cert_pem, cert_len, key_pem, key_len, err, errlen);
+    if (ctx == NULL)
+        return HS_RESULT_INVALID_PARAMETER;
+    if (hs__bindings_set(&s->bindings, HS_BIND_ACME, host, 0, ctx, 0) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return HS_RESULT_SYSTEM;
+    }
+    return HS_RESULT_OK;
+}
+
+int hs_server_delete_acme_challenge(hs_server_t *s, const char *host)
+{
+    return hs__bindings_delete(&s->bindings, HS_BIND_ACME, host, 0) == 0 ? HS_RESULT_OK
+                                                                          : HS_RESULT_NOT_FOUND;
+}
+
 uint32_t hs_server_connections(hs_server_t *s)
 {
     size_t n = 0;

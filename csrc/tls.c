@@ -173,6 +173,8 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 {
     HS_UNUSED(arg);
     hs_conn_t *c = SSL_get_app_data(ssl);
+    if (c != NULL && c->acme_challenge)
+        return SSL_TLSEXT_ERR_OK; /* the ClientHello callback chose the challenge context */
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     SSL_CTX *ctx = NULL;
     if (c != NULL && name != NULL)
@@ -190,6 +192,88 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
     return SSL_TLSEXT_ERR_NOACK;
 }
 
+/* ---- TLS-ALPN-01 (RFC 8737) ----------------------------------------------------------------
+ * An ACME server validates a name by connecting with SNI = the name and ALPN offering only
+ * "acme-tls/1", and expects the challenge certificate (built in Python, set with
+ * hs_server_set_acme_challenge) instead of the site's. The choice is made in the ClientHello
+ * callback, before SNI and ALPN are processed, from the raw extensions: so it works on a port
+ * whose name has no binding yet, and a normal client (no acme-tls/1) costs one length compare. */
+
+static const unsigned char acme_alpn[] = "\x0a" "acme-tls/1";
+
+/* 1 if the ClientHello's ALPN list is exactly one protocol, acme-tls/1 (RFC 8737 section 3). */
+static int offers_only_acme_alpn(SSL *ssl)
+{
+    const unsigned char *p;
+    size_t len;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                  &len) != 1)
+        return 0;
+    return len == 2 + 11 && p[0] == 0 && p[1] == 11 && memcmp(p + 2, acme_alpn, 11) == 0;
+}
+
+/* The host_name of the ClientHello's server_name extension into out; 0 if there is none or it
+ * is malformed (then no challenge is answered, and the normal path decides). */
+static int client_hello_host(SSL *ssl, char *out, size_t cap)
+{
+    const unsigned char *p;
+    size_t len;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) != 1 || len < 5)
+        return 0;
+    size_t list = ((size_t)p[0] << 8) | p[1];
+    size_t n = ((size_t)p[3] << 8) | p[4];
+    if (list + 2 != len || p[2] != TLSEXT_NAMETYPE_host_name || n == 0 || n + 5 > len ||
+        n >= cap || memchr(p + 5, 0, n) != NULL)
+        return 0;
+    memcpy(out, p + 5, n);
+    out[n] = '\0';
+    return 1;
+}
+
+static int on_client_hello(SSL *ssl, int *alert, void *arg)
+{
+    HS_UNUSED(alert);
+    HS_UNUSED(arg);
+    hs_conn_t *c = SSL_get_app_data(ssl);
+    char host[256];
+    if (c == NULL || !offers_only_acme_alpn(ssl) || !client_hello_host(ssl, host, sizeof(host)))
+        return SSL_CLIENT_HELLO_SUCCESS;
+    SSL_CTX *ctx = hs__bindings_lookup_acme(&c->loop->server->bindings, host);
+    if (ctx != NULL) {
+        adopt_ctx(ssl, ctx);
+        SSL_CTX_free(ctx);
+        c->acme_challenge = 1;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Only challenge contexts negotiate ALPN, and only acme-tls/1: the other contexts set no ALPN
+ * callback, so ordinary handshakes are exactly what they were. */
+static int on_alpn_acme(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                        const unsigned char *in, unsigned int inlen, void *arg)
+{
+    HS_UNUSED(arg);
+    hs_conn_t *c = SSL_get_app_data(ssl);
+    if (c == NULL || !c->acme_challenge || inlen != 11 || memcmp(in, acme_alpn, 11) != 0)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    *out = in + 1;
+    *outlen = 10;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+SSL_CTX *hs__tls_challenge_ctx_new(const char *cert_pem, size_t cert_len, const char *key_pem,
+                                   size_t key_len, char *err, size_t errlen)
+{
+    hs_sslcert_options_t o;
+    memset(&o, 0, sizeof(o));
+    o.flags = HS_BINDING_NO_SESSION_TICKETS; /* a validation is one connection */
+    o.session_tickets = 0;
+    SSL_CTX *ctx = hs__tls_ctx_new(cert_pem, cert_len, key_pem, key_len, &o, err, errlen);
+    if (ctx != NULL)
+        SSL_CTX_set_alpn_select_cb(ctx, on_alpn_acme, NULL);
+    return ctx;
+}
+
 static int configure(SSL_CTX *ctx, int flags, int session_tickets)
 {
     int max = (flags & HS_BINDING_DISABLE_TLS13) ? TLS1_2_VERSION : TLS1_3_VERSION;
@@ -203,6 +287,7 @@ static int configure(SSL_CTX *ctx, int flags, int session_tickets)
         return -1;
     SSL_CTX_set_dh_auto(ctx, 1);
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+    SSL_CTX_set_client_hello_cb(ctx, on_client_hello, NULL);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION);
     /* Client-initiated renegotiation stays refused; server-initiated renegotiation (an on-demand
      * client certificate on TLS 1.2) remains possible. */

@@ -20,6 +20,11 @@ struct hs_conn;
 SSL_CTX *hs__tls_ctx_new(const char *cert_pem, size_t cert_len, const char *key_pem,
                          size_t key_len, const hs_sslcert_options_t *o, char *err, size_t errlen);
 
+/* Builds a TLS-ALPN-01 challenge context (RFC 8737): the challenge certificate and key,
+ * negotiating ALPN acme-tls/1 only. Returns NULL with err filled. */
+SSL_CTX *hs__tls_challenge_ctx_new(const char *cert_pem, size_t cert_len, const char *key_pem,
+                                   size_t key_len, char *err, size_t errlen);
+
 /* Attaches a new SSL object for ctx to the connection. Returns 0 or -ENOMEM. */
 int hs__tls_attach(struct hs_conn *c, SSL_CTX *ctx);
 

@@ -223,10 +223,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     workers._stop_on_first_signal(signum, frame)
 
 
-def _run(srv: Server, watcher: Any) -> int:
+def _run(srv: Server, watcher: Any, renewer: Any = None) -> int:
     try:
         srv.serve_forever()
     finally:
+        if renewer is not None:
+            renewer.stop()
         if watcher is not None:
             watcher.stop()
         srv.close()
@@ -235,6 +237,7 @@ def _run(srv: Server, watcher: Any) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .store import Store, default_path
+    from .renewal import Renewer
     from .watcher import StoreWatcher, read_snapshot
 
     if (args.cert is None) != (args.key is None):
@@ -261,6 +264,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         kwargs["iplisten"] = iplisten
     srv = Server(**kwargs)
     watcher = None
+    renewer = None
     try:
         for name, seconds in sorted(timeouts.items()):
             srv.set_timeout(name, seconds or DEFAULT_TIMEOUT)  # 0: the default
@@ -270,6 +274,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if use_store:
             watcher = StoreWatcher(srv, path)
             watcher.start()
+            renewer = Renewer(path)  # ACME certificates renew themselves while serving
             for port in sorted({p.port for p, _ in apps if p.tls}):
                 if not any(b.endswith(f":{port}") for b in watcher.bindings):
                     log.warning("no sslcert binding for port %d in the store %s: handshakes "
@@ -287,12 +292,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
               + (f" [worker {me.index + 1}/{me.count}, pid {os.getpid()}]" if me else ""),
               flush=True)
         srv.start()
+        if renewer is not None:
+            renewer.start()
     except BaseException:
         if watcher is not None:
             watcher.stop()
         srv.close()
         raise
-    return _run(srv, watcher)
+    return _run(srv, watcher, renewer)
 
 
 # ---- demo --------------------------------------------------------------------------------------

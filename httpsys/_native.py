@@ -173,6 +173,18 @@ class NativeServer:
         check(lib.hs_server_delete_sslcert_sni(self.handle, host.encode("ascii"), port),
               f"no certificate is bound to {host}:{port}", param="hostnameport")
 
+    def set_acme_challenge(self, host: str, cert: bytes, key: bytes) -> None:
+        err = _errbuf()
+        rc = lib.hs_server_set_acme_challenge(self.handle, host.encode("ascii"), cert, len(cert),
+                                              key, len(key), err, 512)
+        check(rc, f"cannot set the TLS-ALPN-01 challenge of {host}", err,
+              param=_binding_param(err) if rc != lib.HS_RESULT_INVALID_PARAMETER
+              or not ffi.string(err).startswith(b"host:") else "host")
+
+    def delete_acme_challenge(self, host: str) -> None:
+        check(lib.hs_server_delete_acme_challenge(self.handle, host.encode("ascii")),
+              f"no TLS-ALPN-01 challenge is pending for {host}", param="host")
+
     def delete_sslcert(self, ip: str, port: int) -> None:
         check(lib.hs_server_delete_sslcert(self.handle, ip.encode(), port),
               f"no certificate is bound to {ip}:{port}", param="ipport")

@@ -181,6 +181,22 @@ class Server:
         host, port = urlprefix.parse_hostnameport(hostnameport)
         self._native.delete_sslcert_sni(host, port)
 
+    # ---- ACME challenges ---------------------------------------------------------------------
+
+    def set_acme_challenge(self, host: str, cert_pem: bytes, key_pem: bytes) -> None:
+        """Answers TLS-ALPN-01 (RFC 8737) for ``host`` on every TLS port: a ClientHello for
+        that name offering ALPN ``acme-tls/1`` alone gets ``cert_pem`` (the challenge
+        certificate, httpsys.acme.tls_alpn_certificate) instead of the binding's, even when the
+        name has no binding yet. Other clients are unaffected. Replaces a pending one."""
+        if not isinstance(host, str) or not host.isascii():
+            raise InvalidParameterError(f"host: {host!r} is not a host name", param="host")
+        self._native.set_acme_challenge(host, _as_bytes(cert_pem, "cert_pem"),
+                                        _as_bytes(key_pem, "key_pem"))
+
+    def delete_acme_challenge(self, host: str) -> None:
+        """Stops answering TLS-ALPN-01 for ``host``. NotFoundError if none is pending."""
+        self._native.delete_acme_challenge(host)
+
     # ---- client-certificate mapping --------------------------------------------------------
 
     def set_certmappings(self, mappings: Iterable[certmapping.Mapping]) -> None:

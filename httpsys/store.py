@@ -210,6 +210,49 @@ WHERE store = 'MY' AND subject = issuer AND subject LIKE 'CN=%' AND instr(subjec
     created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
 )""",
     ),
+    (
+        # ACME (httpsys cert acme, httpsys.acmestore): one account key per directory URL
+        # (PKCS#8 PEM; never leaves the store), with the account URL once registered.
+        """CREATE TABLE acme_account (
+    directory TEXT PRIMARY KEY,
+    key_pem BLOB NOT NULL,
+    uri TEXT,
+    email TEXT,
+    created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+)""",
+        # The certificates ACME keeps renewed (their renew_at is on certificates): what was
+        # ordered and how, the binding to swap, and the renewal state (failures in a row, when
+        # to try again, why the last try failed). A renewal moves the row to the new thumbprint.
+        """CREATE TABLE acme_certificate (
+    thumbprint TEXT PRIMARY KEY REFERENCES certificates (thumbprint) ON DELETE CASCADE,
+    directory TEXT NOT NULL,
+    names TEXT NOT NULL,
+    challenge TEXT NOT NULL CHECK (challenge IN ('tls-alpn-01', 'http-01')),
+    http_port INTEGER NOT NULL DEFAULT 80,
+    email TEXT,
+    ca_bundle TEXT,
+    bind_ipport TEXT,
+    bind_appid TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    next_attempt TEXT,
+    last_error TEXT
+)""",
+        # Challenges waiting for the CA's validation, answered by every running server: the
+        # token, the name, the key authorization, and for TLS-ALPN-01 the RFC 8737
+        # certificate and its key (PEM), for HTTP-01 the port the CA connects to.
+        """CREATE TABLE acme_challenge (
+    token TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    type TEXT NOT NULL CHECK (type IN ('tls-alpn-01', 'http-01')),
+    key_authorization TEXT NOT NULL,
+    cert_pem BLOB,
+    key_pem BLOB,
+    http_port INTEGER,
+    created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    CHECK (CASE type WHEN 'tls-alpn-01' THEN cert_pem IS NOT NULL AND key_pem IS NOT NULL
+                     ELSE http_port IS NOT NULL END)
+)""",
+    ),
 ]
 
 

@@ -36,6 +36,9 @@ Theory of operation:
   them changed. A refused list (a damaged row, or a server that cannot map certificates) is
   logged as a warning and the server keeps its previous mappings; it is tried again on the
   next change of the store.
+- Pending ACME challenges (``acme_challenge``, written by ``httpsys cert acme`` or the
+  renewal thread) go to ``acmechallenge.ChallengeResponder``: TLS-ALPN-01 certificates into
+  the core, HTTP-01 answers to a WSGI app at ``http://+:PORT/.well-known/acme-challenge/``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from .acmechallenge import ChallengeResponder
+from .acmestore import AcmeStore, Challenge
 from .certmapstore import MappingRow, read_rows
 from .certstore import CertStore
 from .ctlstore import CtlStore, check_store_name
@@ -114,6 +119,7 @@ class Snapshot:
     crls: tuple[bytes, ...] = ()  # DER, every CRL of the store
     trust: str = ""  # digest of the ROOT/CA thumbprints, trust lists and CRL thumbprints
     certmappings: tuple[MappingRow, ...] = ()  # in evaluation order
+    challenges: tuple[Challenge, ...] = ()  # pending ACME challenges
 
 
 def read_snapshot(store: Store) -> Snapshot:
@@ -143,10 +149,11 @@ def read_snapshot(store: Store) -> Snapshot:
             digest.update(f"CRL:{thumb};".encode())
             crls.append(bytes(der))
         certmappings = tuple(read_rows(store))
+        challenges = tuple(AcmeStore(store).challenges())
     finally:
         store.execute("COMMIT")
     return Snapshot(generation, bindings, iplisten, timeouts, tuple(crls), digest.hexdigest(),
-                    certmappings)
+                    certmappings, challenges)
 
 
 class BindingError(Exception):
@@ -276,6 +283,8 @@ class StoreWatcher:
         self.certmappings: tuple[MappingRow, ...] = ()
         self.certmappings_error: str | None = None
         self._certmappings_refused: tuple[tuple[MappingRow, ...], str] | None = None
+        self.challenges: tuple[Challenge, ...] = ()
+        self._responder = ChallengeResponder(server)
         self._applied: dict[tuple[str, str], BindingRow] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -363,6 +372,9 @@ class StoreWatcher:
             elif self.certmappings_error is not None:  # back to what is live: nothing refused
                 self.certmappings_error = None
                 self._certmappings_refused = None
+            if snap.challenges != self.challenges:
+                self._responder.apply(snap.challenges)
+                self.challenges = snap.challenges
             self.generation = snap.generation
         if self.on_apply is not None:
             self.on_apply(self)

@@ -13,6 +13,12 @@
     httpsys cert show THUMBPRINT                     with its source and next renewal
     httpsys cert export THUMBPRINT [--with-key]     PEM chain on stdout; the key only if asked
     httpsys cert delete THUMBPRINT                   refused while a binding or trust list uses it
+    httpsys cert acme --dns NAME [--dns NAME ...] --directory URL [--email ADDR]
+                     [--ca-bundle FILE] [--eab-kid ID --eab-hmac KEY]
+                     [--challenge tls-alpn-01|http-01] [--http-port PORT]
+                     [--bind ipport=IP:PORT appid={GUID}]
+                                                     ACME issuance; prints the thumbprint
+    httpsys cert renew THUMBPRINT                    renews an ACME certificate now
     httpsys cert ctl add IDENTIFIER THUMBPRINT [THUMBPRINT ...]
                                                      ROOT/CA certificates into a trust list
     httpsys cert ctl show [IDENTIFIER]               every list, or one, with its members
@@ -50,6 +56,9 @@ CLI_NAMES = {
     "with_key": "--with-key",
     "subject": "--subject",
     "out": "--out",
+    "directory": "--directory",
+    "challenge": "--challenge",
+    "bind": "--bind",
 }
 
 
@@ -104,6 +113,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--with-key", action="store_true", help="append the private key too")
     p = sub.add_parser("delete", help="delete a certificate (and its key)")
     p.add_argument("thumbprint", metavar="THUMBPRINT")
+    p = sub.add_parser("acme", help="get a certificate from an ACME CA (RFC 8555) into MY; "
+                       "prints its thumbprint")
+    p.add_argument("--dns", action="append", required=True, metavar="NAME",
+                   help="DNS name (repeat for more; the first is the subject CN)")
+    p.add_argument("--directory", required=True, metavar="URL", help="the CA's directory URL")
+    p.add_argument("--email", metavar="ADDR", help="contact address of the account")
+    p.add_argument("--ca-bundle", metavar="FILE", help="CA certificates that verify the ACME "
+                   "server's HTTPS (default: the system's)")
+    p.add_argument("--eab-kid", metavar="ID", help="external account binding key id")
+    p.add_argument("--eab-hmac", metavar="KEY", help="external account binding HMAC key "
+                   "(base64url)")
+    p.add_argument("--challenge", choices=("tls-alpn-01", "http-01"), default="tls-alpn-01",
+                   help="challenge the running server answers (default tls-alpn-01)")
+    p.add_argument("--http-port", type=int, default=80, metavar="PORT",
+                   help="port the CA connects to for http-01 (default 80)")
+    p.add_argument("--bind", nargs="+", metavar="KEY=VALUE",
+                   help="ipport=IP:PORT (or hostnameport=NAME:PORT) appid={GUID}: add the "
+                   "binding, or point it at the new certificate, live")
+    p = sub.add_parser("renew", help="renew an ACME certificate now")
+    p.add_argument("thumbprint", metavar="THUMBPRINT")
     p = sub.add_parser("ctl", help="certificate trust lists (sslctlidentifier)")
     ctl = p.add_subparsers(dest="ctl_verb", required=True, metavar="VERB")
     p = ctl.add_parser("add", help="add ROOT or CA certificates to a trust list (creates it)")
@@ -117,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show(entry: CertEntry, bindings: list[str]) -> str:
+def _show(entry: CertEntry, bindings: list[str], renewal: str) -> str:
     cert = entry.certificate
     from cryptography import x509
 
@@ -136,7 +165,7 @@ def _show(entry: CertEntry, bindings: list[str]) -> str:
         ("Not Before", entry.not_before),
         ("Not After", entry.not_after),
         ("Source", entry.source),
-        ("Next Renewal", entry.renew_at or "-"),
+        ("Next Renewal", renewal),
         ("DNS Names", dns),
         ("IP Addresses", ips),
         ("Public Key", entry.key_description()),
@@ -256,12 +285,76 @@ def _run(args: argparse.Namespace, certs: CertStore) -> int:
         print(_list(certs.list(args.store)))
     elif args.verb == "show":
         entry = certs.get(args.thumbprint)
-        print(_show(entry, certs.store.bindings_using(entry.thumbprint)))
+        print(_show(entry, certs.store.bindings_using(entry.thumbprint), _renewal(certs, entry)))
     elif args.verb == "export":
         sys.stdout.write(certs.export(args.thumbprint, with_key=args.with_key).decode())
+    elif args.verb == "acme":
+        return _acme(args, certs)
+    elif args.verb == "renew":
+        from ..acmeclient import renew
+
+        print(renew(certs.store, certs.get(args.thumbprint).thumbprint).thumbprint)
     elif args.verb == "delete":
         entry = certs.delete(args.thumbprint)
         print(f"Certificate {entry.thumbprint} deleted from store {entry.store}.")
+    return 0
+
+
+def _renewal(certs: CertStore, entry: CertEntry) -> str:
+    """Cert show's Next Renewal: when, and the last failure if the renewal is retrying."""
+    from ..acmestore import AcmeStore
+
+    if entry.renew_at is None:
+        return "-"  # not renewed by httpsys (imported, self-signed or from a request)
+    acme = AcmeStore(certs.store).get(entry.thumbprint)
+    if acme is not None and acme.failures and acme.next_attempt:
+        return (f"{acme.next_attempt} (retrying: {acme.failures} failure(s), last: "
+                f"{acme.last_error})")
+    return entry.renew_at
+
+
+def _parse_bind(values: list[str] | None) -> tuple[str | None, str | None]:
+    """--bind ipport=IP:PORT appid={GUID} -> ("ipport=IP:PORT", "{GUID}")."""
+    if not values:
+        return None, None
+    from ..errors import InvalidParameterError
+
+    fields: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or key.lower() not in ("ipport", "hostnameport", "appid"):
+            raise InvalidParameterError(f"bind: {item!r} is not ipport=IP:PORT, "
+                                        "hostnameport=NAME:PORT or appid={GUID}", param="bind")
+        fields[key.lower()] = value
+    kinds = [k for k in ("ipport", "hostnameport") if k in fields]
+    if len(kinds) != 1:
+        raise InvalidParameterError("bind: give one ipport=IP:PORT or hostnameport=NAME:PORT",
+                                    param="bind")
+    from . import _kv
+
+    try:
+        validate = _kv.ipport if kinds[0] == "ipport" else _kv.hostnameport
+        key = validate(kinds[0], fields[kinds[0]])
+        appid = _kv.guid("appid", fields["appid"]) if "appid" in fields else None
+    except HttpsysError as e:
+        raise InvalidParameterError(f"bind: {getattr(e, 'reason', e)}", param="bind") from None
+    return f"{kinds[0]}={key}", appid
+
+
+def _acme(args: argparse.Namespace, certs: CertStore) -> int:
+    from ..acmeclient import issue
+    from ..errors import InvalidParameterError
+
+    if bool(args.eab_kid) != bool(args.eab_hmac):
+        raise InvalidParameterError("--eab-kid and --eab-hmac go together", param="eab")
+    if not 1 <= args.http_port <= 65535:
+        raise InvalidParameterError(f"--http-port: {args.http_port} is not a port (1-65535)",
+                                    param="http_port")
+    bind, appid = _parse_bind(args.bind)
+    issued = issue(certs.store, args.dns, args.directory, challenge=args.challenge,
+                   email=args.email, ca_bundle=args.ca_bundle, bind=bind, appid=appid,
+                   http_port=args.http_port, eab_kid=args.eab_kid, eab_hmac=args.eab_hmac)
+    print(issued.thumbprint)
     return 0
 
 
