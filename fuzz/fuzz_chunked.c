@@ -10,7 +10,8 @@
  *     with a reject code the connection knows how to answer; consumed <= len, the data slice lies
  *     inside the consumed bytes, and nothing is read outside the window;
  *   - the end states are sticky: after HS_DONE or HS_ERROR a call consumes nothing;
- *   - both runs give the same answer, the same decoded bytes, and stop at the same byte;
+ *   - both runs give the same answer, the same decoded bytes, and stop at the same byte; a
+ *     complete body ends with the LF of its final empty line;
  *   - the decoded bytes of a complete body, re-encoded as chunks, decode to the same bytes.
  */
 #include "../csrc/chunked.c"
@@ -20,7 +21,7 @@
 #define MAX_INPUT (64 * 1024)
 
 typedef struct run {
-    int code;        /* HS_DONE, HS_AGAIN or the reject code */
+    int code;        /* HS_DONE, HS_AGAIN, or 100 + the reject code */
     size_t consumed; /* input bytes used */
     size_t data_len;
     char data[MAX_INPUT];
@@ -87,7 +88,7 @@ static void run_pieces(const char *in, size_t n, size_t step, run_t *r)
         rc = feed(&st, in + pos, avail - pos, r, &used);
         pos += used;
         if (rc != HS_AGAIN || avail == n) {
-            r->code = rc == HS_ERROR ? st.reject : rc;
+            r->code = rc == HS_ERROR ? 100 + st.reject : rc;
             r->consumed = pos;
             return;
         }
@@ -135,6 +136,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(whole.code != HS_AGAIN || whole.consumed == n, "HS_AGAIN left bytes");
 
     if (whole.code == HS_DONE) {
+        FUZZ_CHECK(whole.consumed > 0 && in[whole.consumed - 1] == '\n',
+                   "a complete body that does not end with LF");
         /* Every chunk costs at least one framing byte per data byte in the worst case (1-byte
          * chunks: "1;x=y\r\n" + byte + "\r\n"), so 10 bytes per data byte bound the encoding. */
         char *enc = malloc(10 * whole.data_len + 16);

@@ -15,7 +15,9 @@
  *   - reading the input in pieces (growing prefixes with last_len, as conn.c does) gives the same
  *     answer and the same fields as one call on the whole input, and bytes after a head that was
  *     answered do not change the answer;
- *   - a parsed head written back out in its plain form parses to the same fields.
+ *   - a parsed head written back out in its plain form parses to the same fields;
+ *   - under small limits, any answer but a limit one (FieldLength, URL_Length, RequestLength) is
+ *     also the answer under the default limits.
  */
 #include "../csrc/http1.c"
 
@@ -238,6 +240,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    "trailing bytes changed the answer");
         FUZZ_CHECK(fa == fw && memcmp(fields_again, fields_whole, fw) == 0, "fields differ");
         free(more);
+    }
+
+    if (data[0] & 0x80) {
+        /* Raising the limits can only turn a limit answer into another one: any other answer
+         * under the small limits is the answer under the defaults too, fields included. */
+        hs_http1_limits_t dflt = {16384, 16384};
+        int big = parse_at((const char *)in, n, 0, &dflt, &req_again, fields_again, &fa);
+        int limit = whole == -100 - HS_REJECT_FIELD_LENGTH ||
+                    whole == -100 - HS_REJECT_URL_TOO_LONG ||
+                    whole == -100 - HS_REJECT_REQUEST_LENGTH;
+
+        FUZZ_CHECK(limit || big == whole, "limits %zu %zu: %d, defaults: %d", lim.max_field_length,
+                   lim.max_request_bytes, whole, big);
+        FUZZ_CHECK(limit || (fa == fw && memcmp(fields_again, fields_whole, fw) == 0),
+                   "fields differ under the default limits");
     }
 
     if (whole > 0) {
