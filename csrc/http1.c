@@ -116,8 +116,9 @@ static size_t resume_point(const char *buf, size_t skip, size_t last_len)
  *     each header line (400 Request Too Long, HTTPERR FieldLength).
  * When a line has both, the fault a byte-at-a-time reader meets first wins, so that a trickled
  * head gets the same answer as one read: a bare CR at j shows with the byte after it (prefix
- * j + 2), the excess length with byte s + max_field + 1. (If that byte is a CR, both faults show
- * together with the byte after it, and the length is the one reported.)
+ * j + 2), the excess length with byte s + max_field + 1 (prefix s + max_field + 1), or one byte
+ * later if byte s + max_field is a CR, which is left out of an incomplete line. On a tie the
+ * length is the one reported.
  */
 static int check_line(const char *buf, size_t s, size_t end, int request_line, size_t max_field)
 {
@@ -125,7 +126,7 @@ static int check_line(const char *buf, size_t s, size_t end, int request_line, s
     size_t too_long_at = 0;
 
     if (end - s > max_field)
-        too_long_at = s + max_field + 1;
+        too_long_at = s + max_field + 1 + (buf[s + max_field] == '\r');
     if (cr != NULL && (too_long_at == 0 || (size_t)(cr - buf) + 2 < too_long_at))
         return HS_REJECT_INVALID_CRLF;
     if (too_long_at != 0)
