@@ -300,6 +300,8 @@ class _Request:
     # -- receive --
 
     async def receive(self) -> Message:
+        if self.finished:  # the response is complete: nothing more to hear (as uvicorn)
+            return _DISCONNECT_MESSAGE.copy()
         if not self.has_body and self.body_open:
             self.body_open = False
             return {"type": "http.request", "body": b"", "more_body": False}
