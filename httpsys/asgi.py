@@ -20,13 +20,16 @@ answers 500, after it the connection is reset; both are logged and the server go
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import http
 import inspect
 import logging
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import types
+from asyncio.tasks import _enter_task, _leave_task
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from typing import Any
 
 from ._native import ffi, lib
@@ -124,8 +127,8 @@ def _header_name(key: bytes) -> bytes | None:
 
 def _raw_path(target: bytes) -> bytes:
     """The request target without its query; the path of an absolute-form target."""
-    path = target.partition(b"?")[0]
-    if not path.startswith(b"/"):
+    path = target.partition(b"?")[0] if b"?" in target else target
+    if path[:1] != b"/":
         scheme_end = path.find(b"://")
         slash = path.find(b"/", scheme_end + 3) if scheme_end >= 0 else -1
         path = path[slash:] if slash >= 0 else b"/"
@@ -146,6 +149,7 @@ def tls_extension(meta: Mapping[bytes, bytes], server_certs: Mapping[str, str]) 
         while (more := meta.get(b"SSL_CLIENT_CERT_CHAIN_%d" % n)) is not None:
             chain.append(more.decode("ascii"))
             n += 1
+    # A tuple: the extension is shared by the requests of a connection (build_scope's cache).
     verify = meta.get(b"SSL_CLIENT_VERIFY", b"NONE")
     error = None
     if verify.startswith(b"FAILED:"):
@@ -155,7 +159,7 @@ def tls_extension(meta: Mapping[bytes, bytes], server_certs: Mapping[str, str]) 
     thumbprint = meta.get(b"httpsys.server_cert")
     return {
         "server_cert": server_certs.get(thumbprint.decode("ascii")) if thumbprint else None,
-        "client_cert_chain": chain,
+        "client_cert_chain": tuple(chain),
         "client_cert_name": name.decode("utf-8", "replace") if name is not None and leaf else None,
         "client_cert_error": error if leaf is not None else None,
         "tls_version": _TLS_VERSIONS.get(meta.get(b"SSL_PROTOCOL", b"")),
@@ -163,8 +167,25 @@ def tls_extension(meta: Mapping[bytes, bytes], server_certs: Mapping[str, str]) 
     }
 
 
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
+
+#: Most entries of a connection-facts cache (build_scope's ``cache``).
+CONNECTION_CACHE_MAX = 1024
+
+
+def _connection_facts(pairs: list[bytes], server_certs: Mapping[str, str]
+                      ) -> tuple[str | None, dict[str, Any] | None]:
+    """The local address and the TLS extension from the pairs after the headers."""
+    meta = dict(zip(pairs[::2], pairs[1::2]))
+    addr = meta.get(b"SERVER_ADDR")
+    tls = tls_extension(meta, server_certs) if meta.get(b"HTTPS") == b"on" else None
+    return addr.decode("latin-1") if addr is not None else None, tls
+
+
 def build_scope(block: bytes, server_certs: Mapping[str, str] | None = None,
-                state: dict[str, Any] | None = None) -> Scope:
+                state: dict[str, Any] | None = None,
+                cache: dict[bytes, tuple[str | None, dict[str, Any] | None]] | None = None
+                ) -> Scope:
     """The ASGI HTTP scope of a request from its environ block (``HS_ENV_FIXED`` pairs in the
     order of csrc/httpsys.h, then the headers as CGI names, then the TLS and ASGI pairs).
 
@@ -172,24 +193,39 @@ def build_scope(block: bytes, server_certs: Mapping[str, str] | None = None,
     (root_path included, as Starlette expects), ``raw_path`` the target as sent, ``headers``
     lower-case names in the order received (repeated headers come joined with ``", "``, and
     names with ``_`` are dropped by the core, as for WSGI). ``state`` is copied from the
-    application's lifespan state."""
+    application's lifespan state.
+
+    The pairs after the headers (local address, TLS facts) are the same for every request of
+    a connection: with a ``cache`` dict they are worked out once and looked up by their bytes
+    afterwards (each scope gets its own copy of the TLS extension)."""
     p = block.split(b"\0")
     script, path_info = p[3], p[5]
     headers = []
     end = len(p) - 1
     i = 22
+    names = _HEADER_NAMES
     while i < end:
-        name = _header_name(p[i])
+        name = names.get(p[i]) or _header_name(p[i])
         if name is None:
             break
         headers.append((name, p[i + 1]))
         i += 2
-    meta = dict(zip(p[i:end:2], p[i + 1:end:2]))
+    tail = p[i:end]
+    if cache is None:
+        addr, tls = _connection_facts(tail, server_certs or {})
+    else:
+        key = b"\0".join(tail)
+        facts = cache.get(key)
+        if facts is None:
+            if len(cache) >= CONNECTION_CACHE_MAX:
+                cache.clear()
+            facts = cache[key] = _connection_facts(tail, server_certs or {})
+        addr, tls = facts
     scope: Scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.0" if p[9] == b"HTTP/1.0" else "1.1",
-        "method": p[1].decode("latin-1"),
+        "method": _METHODS.get(p[1]) or p[1].decode("latin-1"),
         "scheme": p[21].decode("latin-1"),
         "path": (script + path_info).decode("utf-8", "replace"),
         "raw_path": _raw_path(p[19]),
@@ -197,12 +233,12 @@ def build_scope(block: bytes, server_certs: Mapping[str, str] | None = None,
         "root_path": script.decode("utf-8", "replace"),
         "headers": headers,
         "client": (p[11].decode("latin-1"), int(p[13])),
-        "server": (meta.get(b"SERVER_ADDR", p[15]).decode("latin-1"), int(p[17])),
+        "server": (addr or p[15].decode("latin-1"), int(p[17])),
     }
     if state is not None:
         scope["state"] = state.copy()
-    if meta.get(b"HTTPS") == b"on":
-        scope["extensions"] = {"tls": tls_extension(meta, server_certs or {})}
+    if tls is not None:
+        scope["extensions"] = {"tls": tls.copy()}
     return scope
 
 
@@ -213,10 +249,30 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _GOOD_NAMES: set[bytes] = set()
 
 
+_HEADS: dict[Any, tuple[bytes, int]] = {}  # (status, *headers) → head, for repeated responses
+
+
 def response_head(status: Any, headers: Iterable[Any]) -> tuple[bytes, int]:
     """``http.response.start``'s status and headers → the head the core frames (status line
     without the version, header lines) and the Content-Length the app gave (-1: none). Raises
     TypeError or ValueError for a bad status or header (a CR or LF would split the response)."""
+    items = headers if type(headers) is tuple else tuple(headers)
+    if type(status) is not int:
+        return _make_head(status, items)  # raises
+    try:
+        key: Any = (status, items)  # hashable when the headers are tuples of bytes
+        hit = _HEADS.get(key)
+    except TypeError:  # lists
+        key = hit = None
+    if hit is not None:
+        return hit
+    head = _make_head(status, items)
+    if key is not None and len(_HEADS) < 512:
+        _HEADS[key] = head
+    return head
+
+
+def _make_head(status: Any, headers: Iterable[Any]) -> tuple[bytes, int]:
     if type(status) is not int or not 100 <= status <= 999:
         raise ValueError(f"http.response.start: status must be an int 100-999, not {status!r}")
     parts = [b"%d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))]
@@ -510,6 +566,63 @@ class _Lifespan:
                 self.supported = False
 
 
+# ---- running a request: its first step at once ----------------------------------------------
+#
+# A Task costs several times what a hello-world app does (Python 3.11 registers every Task in a
+# WeakSet, schedules its first step through the loop, ...). So the app's first step runs at once,
+# in the drain callback, as asyncio 3.12's eager tasks do: most requests finish there and never
+# need a scheduled Task. The step runs under a Task object made without scheduling anything
+# (asyncio.current_task() returns it, so sniffio and anyio work), in a context of its own; an app
+# that waits turns that same object into a real Task that goes on from where the step stopped,
+# so whatever noted the current task in the first step (anyio cancel scopes) still finds it.
+
+
+class _RequestTask(asyncio.Task):  # type: ignore[type-arg]
+    """A Task that exists before it is scheduled (see above)."""
+
+    def __init__(self, coro: Any) -> None:  # not Task.__init__: _continue() calls it if needed
+        self._first_coro = coro
+
+    def get_coro(self) -> Any:
+        # Task's own get_coro would read a coroutine it does not have yet (and crash before
+        # Task.__init__); anyio asks it whether the task has started.
+        return self._first_coro
+
+
+@types.coroutine
+def _drive(coro: Any, first: Any) -> Generator[Any, Any, Any]:
+    """The rest of a request after its first step yielded ``first`` (a future, or None): hands
+    it to the Task to wait on, then drives coro as ``yield from`` would (``await coro`` is
+    refused for a coroutine suspended in an await of its own)."""
+    value = first
+    while True:
+        try:
+            arg = yield value
+            method = coro.send
+        except BaseException as exc:  # noqa: BLE001  (cancellation, a future's error: coro's)
+            method, arg = coro.throw, exc
+        try:
+            value = method(arg)
+        except StopIteration as stop:
+            return stop.value
+
+
+def run_eagerly(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None] | None:
+    """Runs coro's first step now; returns None when that finished it, else the Task that
+    goes on with it. coro must not raise (AsgiQueue._run catches everything)."""
+    task = _RequestTask(coro)
+    ctx = contextvars.copy_context()
+    _enter_task(loop, task)
+    try:
+        first = ctx.run(coro.send, None)
+    except StopIteration:
+        return None
+    finally:
+        _leave_task(loop, task)
+    asyncio.Task.__init__(task, _drive(coro, first), loop=loop, context=ctx)
+    return task
+
+
 # ---- one request queue --------------------------------------------------------------------------
 
 
@@ -531,6 +644,7 @@ class AsgiQueue:
         self.n_ready = ffi.new("int *")
         self.cbuf = ffi.new("char[]", BODY_CHUNK)
         self.requests: dict[Any, _Request] = {}
+        self.connections: dict[bytes, tuple[str | None, dict[str, Any] | None]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.lifespan = _Lifespan(app, loop, name)
         self.watching = False
@@ -570,16 +684,18 @@ class AsgiQueue:
     def _start(self, req: Any, block: bytes, has_body: int) -> None:
         try:
             scope = build_scope(block, self.server_certs,
-                                self.lifespan.state if self.lifespan.supported else None)
+                                self.lifespan.state if self.lifespan.supported else None,
+                                self.connections)
         except Exception:  # a bug here must not stop the loop; the client gets a 500
             log.exception("cannot build the ASGI scope of a request to %s", self.name)
             lib.hs_request_fail(req, _INTERNAL)
             return
         r = _Request(req, self, scope, bool(has_body))
         self.requests[req] = r
-        task = self.loop.create_task(self._run(r, scope))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task = run_eagerly(self.loop, self._run(r, scope))
+        if task is not None:
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     def done(self, r: _Request) -> None:
         """r's response is complete (or abandoned): the core has its request back."""

@@ -45,7 +45,7 @@ def test_scope_of_a_tls_request() -> None:
         "client": ("127.0.0.9", 5555),
         "server": ("127.0.0.1", 8443),
         "state": {"db": 1},
-        "extensions": {"tls": {"server_cert": "PEM", "client_cert_chain": [],
+        "extensions": {"tls": {"server_cert": "PEM", "client_cert_chain": (),
                                "client_cert_name": None, "client_cert_error": None,
                                "tls_version": 0x0304, "cipher_suite": 0x1301}},
     }
@@ -76,7 +76,7 @@ def test_tls_extension_with_a_client_certificate_chain_and_an_error() -> None:
                 "SSL_CLIENT_S_DN", "CN=alice,O=test", "SSL_CLIENT_CERT_CHAIN_0", "INTER",
                 "SSL_CLIENT_CERT_CHAIN_1", "ROOT", "httpsys.cipher_suite", "49195")
     tls = build_scope(raw)["extensions"]["tls"]
-    assert tls == {"server_cert": None, "client_cert_chain": ["LEAF", "INTER", "ROOT"],
+    assert tls == {"server_cert": None, "client_cert_chain": ("LEAF", "INTER", "ROOT"),
                    "client_cert_name": "CN=alice,O=test",
                    "client_cert_error": "certificate has expired",
                    "tls_version": 0x0303, "cipher_suite": 0xC02B}
@@ -139,3 +139,23 @@ def test_response_head_refuses_what_would_corrupt_the_response(status: Any, head
 def test_response_head_wants_bytes() -> None:
     with pytest.raises(TypeError):
         response_head(200, [("content-type", "text/plain")])
+
+
+def test_connection_facts_are_cached_but_each_scope_has_its_own_extension() -> None:
+    raw = block(*FIXED, "HTTP_HOST", "h", "HTTPS", "on", "SSL_PROTOCOL", "TLSv1.3",
+                "SERVER_ADDR", "127.0.0.1", "httpsys.cipher_suite", "4865")
+    cache: dict[bytes, Any] = {}
+    one, two = build_scope(raw, cache=cache), build_scope(raw, cache=cache)
+    assert len(cache) == 1 and one == two
+    one["extensions"]["tls"]["tls_version"] = 0
+    assert two["extensions"]["tls"]["tls_version"] == 0x0304
+    assert build_scope(raw, cache=cache)["extensions"]["tls"]["tls_version"] == 0x0304
+
+
+def test_response_heads_are_cached_and_generators_work() -> None:
+    headers = ((b"content-type", b"text/plain"),)
+    assert response_head(200, headers) is response_head(200, headers)
+    assert response_head(200, (h for h in headers))[0] == b"200 OK\r\ncontent-type: text/plain\r\n"
+    assert response_head(200, [[b"x", b"1"]])[0] == b"200 OK\r\nx: 1\r\n"
+    with pytest.raises(ValueError):
+        response_head(200.0, headers)
