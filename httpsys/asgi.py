@@ -26,6 +26,7 @@ import http
 import inspect
 import logging
 import re
+import sys
 import threading
 import types
 from asyncio.tasks import _enter_task, _leave_task
@@ -619,7 +620,10 @@ def run_eagerly(loop: asyncio.AbstractEventLoop, coro: Any) -> asyncio.Task[None
         return None
     finally:
         _leave_task(loop, task)
-    asyncio.Task.__init__(task, _drive(coro, first), loop=loop, context=ctx)
+    if sys.version_info >= (3, 11):
+        asyncio.Task.__init__(task, _drive(coro, first), loop=loop, context=ctx)
+    else:  # no context= yet: the Task takes a copy of the current one, here ctx
+        ctx.run(asyncio.Task.__init__, task, _drive(coro, first), loop=loop)
     return task
 
 
