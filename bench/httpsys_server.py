@@ -1,7 +1,8 @@
-"""Serves bench/apps.py:app with httpsys for the benchmark harness.
+"""Serves bench/apps.py:app (or, with ``--interface asgi``, apps.py:asgi_app on the asyncio
+loop) with httpsys for the benchmark harness.
 
     python bench/httpsys_server.py --port 8443 --cert cert.pem --key key.pem [--io-threads 1]
-                                   [--workers 1] [--plain] [--no-tickets]
+                                   [--workers 1] [--interface wsgi|asgi] [--plain] [--no-tickets]
                                    [--client-ca ca.pem [--crl crl.pem ...] [--ssl-flags FLAGS]]
 
 ``--plain`` registers ``http://+:PORT/`` instead of ``https://+:PORT/``. The process prints
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpsys  # noqa: E402
 
-from apps import app  # noqa: E402
+from apps import app, asgi_app  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key", type=Path, help="PEM private key (TLS only)")
     p.add_argument("--io-threads", type=int, default=1)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--interface", choices=("wsgi", "asgi"), default="wsgi",
+                   help="serve apps.app (WSGI worker threads) or apps.asgi_app (asyncio loop)")
     p.add_argument("--plain", action="store_true", help="serve http:// instead of https://")
     p.add_argument("--no-tickets", action="store_true", help="binding option enablesessionticket=False")
     p.add_argument("--client-ca", type=Path, help="PEM CA(s) trusted for client certificates; "
@@ -45,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     srv = httpsys.Server(io_threads=args.io_threads, workers=args.workers)
+    served = asgi_app if args.interface == "asgi" else app
     if args.plain:
-        srv.add_app(f"http://+:{args.port}/", app)
+        srv.add_app(f"http://+:{args.port}/", served, interface=args.interface)
     else:
         if args.cert is None or args.key is None:
             p.error("--cert and --key are needed unless --plain")
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.crl:
             p.error("--crl needs --client-ca")
         srv.set_sslcert(f"0.0.0.0:{args.port}", args.cert.read_bytes(), args.key.read_bytes(), **options)
-        srv.add_app(f"https://+:{args.port}/", app, ssl_flags=ssl_flags)
+        srv.add_app(f"https://+:{args.port}/", served, ssl_flags=ssl_flags, interface=args.interface)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         srv.close()

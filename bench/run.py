@@ -81,9 +81,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         targets={"granian-wsgi": 0.85, "nginx": 1.25}),
     Scenario(
         "keepalive-asgi", "TLS keep-alive, hello world (ASGI)",
-        "As keepalive-wsgi, for ASGI servers. httpsys joins when its ASGI adapter exists "
-        "(add \"httpsys-asgi\" to this list).",
-        ("uvicorn", "granian-asgi")),
+        "As keepalive-wsgi, for ASGI servers: httpsys's asyncio loop thread (uvloop) against "
+        "uvicorn (uvloop, httptools) and granian's ASGI worker.",
+        ("httpsys-asgi", "uvicorn", "granian-asgi"),
+        targets={"granian-asgi": 0.7, "uvicorn": 0.5}),
     Scenario(
         "plain-http", "Plain HTTP keep-alive, hello world",
         "As keepalive-wsgi without TLS: what the HTTP and app path costs by itself.",

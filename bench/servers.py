@@ -382,11 +382,10 @@ def _pinned(core: int, argv: list[str]) -> list[str]:
 
 
 def launch_httpsys(ctx: Context, tls: bool, interface: str) -> Launch:
-    if interface != "wsgi":
-        raise ServerError(f"httpsys has no {interface} interface in this harness yet")
     port = free_port()
     argv = [sys.executable, str(BENCH_DIR / "httpsys_server.py"), "--port", str(port),
-            "--io-threads", str(ctx.httpsys_io_threads), "--workers", str(ctx.httpsys_workers)]
+            "--io-threads", str(ctx.httpsys_io_threads), "--workers", str(ctx.httpsys_workers),
+            "--interface", interface]
     cert, key = ctx.server_cert()
     argv += ["--cert", str(cert), "--key", str(key)] if tls else ["--plain"]
     if tls and ctx.mtls is not None:
@@ -469,8 +468,8 @@ class ServerDef:
 
 SERVERS: dict[str, ServerDef] = {d.name: d for d in (
     ServerDef("httpsys", "httpsys (WSGI)", "wsgi", (HTTPSYS_REQ,), launch_httpsys, is_httpsys=True),
-    # ServerDef("httpsys-asgi", "httpsys (ASGI)", "asgi", (HTTPSYS_REQ,), launch_httpsys, True)
-    # goes here once the ASGI adapter exists; launch_httpsys then passes the interface on.
+    ServerDef("httpsys-asgi", "httpsys (ASGI)", "asgi", (HTTPSYS_REQ,), launch_httpsys,
+              is_httpsys=True),
     ServerDef("nginx", "nginx (return 200)", "native", (NGINX_REQ,), launch_nginx),
     ServerDef("granian-wsgi", "granian (WSGI)", "wsgi", (GRANIAN_REQ,), launch_granian,
               mtls_requires=(GRANIAN_MTLS_REQ,)),

@@ -591,6 +591,30 @@ static void env_cert(envbuf_t *b, X509 *x)
     ERR_clear_error();
 }
 
+/* mod_ssl's SSL_CLIENT_CERT_CHAIN_n: the certificates the client sent after its own, in the
+ * order sent (n from 0); the ASGI TLS extension's client_cert_chain is built from them. */
+static void env_chain(envbuf_t *b, SSL *ssl, X509 *leaf)
+{
+    STACK_OF(X509) *sent = SSL_get_peer_cert_chain(ssl); /* server side: without the leaf */
+    BIO *m = BIO_new(BIO_s_mem());
+    if (m == NULL) {
+        b->failed = 1;
+        return;
+    }
+    int n = 0;
+    for (int i = 0; sent != NULL && i < sk_X509_num(sent) && i < 10; i++) {
+        X509 *x = sk_X509_value(sent, i);
+        if (X509_cmp(x, leaf) == 0) /* some builds list the leaf too */
+            continue;
+        char key[32];
+        snprintf(key, sizeof(key), "SSL_CLIENT_CERT_CHAIN_%d", n++);
+        PEM_write_bio_X509(m, x);
+        env_bio(b, key, m);
+    }
+    BIO_free(m);
+    ERR_clear_error();
+}
+
 static const char env_none[] = "SSL_CLIENT_VERIFY\0NONE\0httpsys.client_cert_error\0" "0";
 
 const char *hs__clientcert_environ(hs_conn_t *c, size_t *len)
@@ -614,6 +638,7 @@ const char *hs__clientcert_environ(hs_conn_t *c, size_t *len)
     env_str(&b, "SSL_CLIENT_VERIFY", verify);
     env_str(&b, "httpsys.client_cert_error", flags);
     env_cert(&b, peer);
+    env_chain(&b, c->ssl, peer);
     if (b.failed) {
         free(b.p);
         *len = sizeof(env_none);

@@ -166,6 +166,7 @@ static void drop_request(hs_conn_t *c)
     pthread_mutex_lock(&r->mu);
     r->gone = 1;
     pthread_cond_broadcast(&r->cv);
+    hs__request_notify(r, HS_WAIT_ANY);
     pthread_mutex_unlock(&r->mu);
     r->conn = NULL;
     c->req = NULL;
@@ -345,6 +346,20 @@ fail:
     return reject;
 }
 
+/* What an ASGI scope needs beyond the WSGI environ: the local address (scope["server"]) and,
+ * for TLS, the cipher's number and the server certificate's thumbprint (the TLS extension). */
+static size_t asgi_pairs(hs_conn_t *c, char *out, size_t cap)
+{
+    char thumb[41];
+    int n = snprintf(out, cap, "SERVER_ADDR%c%s%c", 0, c->local_ip, 0);
+    if (c->is_tls && n > 0 && (size_t)n < cap)
+        n += snprintf(out + n, cap - (size_t)n, "httpsys.cipher_suite%c%d%c", 0,
+                      hs__tls_cipher_id(c), 0);
+    if (c->is_tls && n > 0 && (size_t)n < cap && hs__tls_server_thumbprint(c, thumb) == 0)
+        n += snprintf(out + n, cap - (size_t)n, "httpsys.server_cert%c%s%c", 0, thumb, 0);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
 static hs_request_t *make_request(hs_conn_t *c, const hs_http1_request_t *h, routed_t *rt)
 {
     hs_request_t *r = hs__request_new(c->loop, c);
@@ -368,6 +383,11 @@ static hs_request_t *make_request(hs_conn_t *c, const hs_http1_request_t *h, rou
         src.extra = hs__clientcert_environ(c, &src.extra_len);
         if (rt->queue->ssl_flags & HS_SSL_FLAG_MAP_CERT)
             src.remote_user = c->mapped_user;
+    }
+    char asgi[160];
+    if (rt->queue->efd >= 0) {
+        src.asgi = asgi;
+        src.asgi_len = asgi_pairs(c, asgi, sizeof(asgi));
     }
     r->env = hs__environ_build(&src, &r->env_len);
     if (r->env == NULL) {
@@ -599,8 +619,11 @@ static void read_body(hs_conn_t *c)
         done = move_body(c, r, c->loop->server->max_body_buffer);
         if (done == 1)
             r->body_done = 1;
-        if (r->body_waiting && (done != 0 || hs__buf_pending(&r->body) != before))
-            pthread_cond_signal(&r->cv);
+        if (done != 0 || hs__buf_pending(&r->body) != before) {
+            if (r->body_waiting)
+                pthread_cond_signal(&r->cv);
+            hs__request_notify(r, HS_WAIT_BODY);
+        }
         started = r->resp_started;
         pthread_mutex_unlock(&r->mu);
     } else {
@@ -731,6 +754,19 @@ static int fill(hs_conn_t *c)
     }
 }
 
+/* The client closed its sending side while its request is with the app: it may still read the
+ * response (a half-close), so the connection stays; an ASGI app hears http.disconnect. */
+static void client_eof(hs_conn_t *c)
+{
+    hs_request_t *r = c->req;
+    pthread_mutex_lock(&r->mu);
+    if (!r->client_eof) {
+        r->client_eof = 1;
+        hs__request_notify(r, HS_POLL_DISCONNECT | HS_WAIT_BODY);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
 void hs__conn_on_readable(hs_conn_t *c)
 {
     if (c->closed)
@@ -771,6 +807,8 @@ void hs__conn_on_readable(hs_conn_t *c)
     /* A client that closed before sending its whole body can never complete it. */
     if (!c->closed && c->peer_eof && (c->req == NULL || c->state == HS_CONN_READ_BODY))
         hs__conn_close(c);
+    else if (!c->closed && c->peer_eof && c->req != NULL)
+        client_eof(c);
 }
 
 void hs__conn_on_writable(hs_conn_t *c)
@@ -820,8 +858,11 @@ static hs_chunk_t *take_output(hs_conn_t *c, hs_request_t *r)
         *tail = k;
         tail = &k->next;
     }
-    if (r->out_waiting && r->out_bytes <= HS_OUT_LOW)
-        pthread_cond_signal(&r->cv);
+    if (r->out_bytes <= HS_OUT_LOW) {
+        if (r->out_waiting)
+            pthread_cond_signal(&r->cv);
+        hs__request_notify(r, HS_POLL_WRITABLE);
+    }
     return head;
 }
 

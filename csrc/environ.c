@@ -87,7 +87,7 @@ static void put_headers(out_t *o, const hs_http1_request_t *h)
 static size_t upper_bound(const hs_environ_src_t *src)
 {
     const hs_http1_request_t *h = src->req;
-    size_t n = 1600 + src->extra_len + (src->remote_user ? strlen(src->remote_user) : 0) + h->method.len + 2 * h->target.len + 2 * src->path.len + src->query.len +
+    size_t n = 1600 + src->extra_len + src->asgi_len + (src->remote_user ? strlen(src->remote_user) : 0) + h->method.len + 2 * h->target.len + 2 * src->path.len + src->query.len +
                src->server_name.len;
     for (size_t i = 0; i < h->num_headers; i++)
         n += h->headers[i].name.len + h->headers[i].value.len + 8;
@@ -142,6 +142,8 @@ char *hs__environ_build(const hs_environ_src_t *src, size_t *len)
             put_cstr(&o, "SSL/PCT"); /* what IIS reports for certificate mapping */
         }
     }
+    if (src->asgi_len > 0)
+        put(&o, src->asgi, src->asgi_len);
     *len = o.len;
     return o.p;
 }

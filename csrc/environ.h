@@ -23,6 +23,8 @@ typedef struct hs_environ_src {
     const char *extra;   /* more key/value pairs laid out already (the client certificate) */
     const char *remote_user; /* the user a client-certificate mapping gave, or NULL */
     size_t extra_len;
+    const char *asgi; /* pairs only ASGI queues get, laid out already, appended last */
+    size_t asgi_len;
 } hs_environ_src_t;
 
 /* Returns a malloc'd block and its length in *len, or NULL when out of memory. */

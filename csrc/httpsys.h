@@ -23,6 +23,7 @@ enum hs_result {
     HS_RESULT_ALREADY_EXISTS = 183,
     HS_RESULT_NOT_FOUND = 1168,
     HS_RESULT_TIMEOUT = 1460,
+    HS_RESULT_IO_PENDING = 997,      /* ERROR_IO_PENDING: ASGI calls that would wait */
     HS_RESULT_SHUTDOWN = 1236,       /* ERROR_CONNECTION_ABORTED: queue or server closed */
     HS_RESULT_CONNECTION_GONE = 1229, /* ERROR_CONNECTION_INVALID: the client went away */
     HS_RESULT_SYSTEM = 1359          /* ERROR_INTERNAL_ERROR: see the error text */
@@ -80,7 +81,14 @@ typedef struct hs_sslcert_options {
 /* Flags of hs_request_respond / hs_request_write. */
 enum hs_send_flags {
     HS_SEND_FINAL = 1,      /* this is the end of the response; the request handle is released */
-    HS_SEND_DISCONNECT = 2  /* close the connection after the response */
+    HS_SEND_DISCONNECT = 2, /* close the connection after the response */
+    HS_SEND_NOWAIT = 4      /* ASGI: never block; HS_RESULT_IO_PENDING above the high watermark */
+};
+
+/* What hs_request_poll asks about. */
+enum hs_poll_events {
+    HS_POLL_WRITABLE = 1,  /* the queued response data fell to the low watermark (or gone) */
+    HS_POLL_DISCONNECT = 2 /* the connection is gone, or the client closed its sending side */
 };
 
 /* What a worker receives with a request. environ is one block of NUL-terminated strings,
@@ -174,6 +182,20 @@ int hs_request_respond(hs_request_t *r, const char *head, size_t head_len, int64
 int hs_request_write(hs_request_t *r, const char *body, size_t body_len, int flags);
 void hs_request_abort(hs_request_t *r);
 void hs_request_fail(hs_request_t *r, int reject);
+
+/* ASGI: one asyncio thread serves the queue without blocking. hs_queue_eventfd makes q an ASGI
+ * queue (before hs_server_add_url) and returns the eventfd to watch (-1 on failure); it becomes
+ * readable when drain has something. hs_queue_drain takes up to max_new new requests (as
+ * hs_queue_receive would) and up to max_ready requests that changed since a call below returned
+ * HS_RESULT_IO_PENDING or 0 (they are Python's already); what does not fit is reported again.
+ * read_body_nowait: bytes, 0 at the end, -HS_RESULT_IO_PENDING or -HS_RESULT_CONNECTION_GONE.
+ * poll returns the events of the mask that hold now, or 0 and reports the request's next change.
+ * respond/write with HS_SEND_NOWAIT return HS_RESULT_IO_PENDING above the high watermark. */
+int hs_queue_eventfd(hs_queue_t *q);
+int hs_queue_drain(hs_queue_t *q, hs_request_info_t *infos, int max_new, hs_request_t **ready,
+                   int max_ready, int *n_ready);
+long hs_request_read_body_nowait(hs_request_t *r, char *buf, size_t len);
+int hs_request_poll(hs_request_t *r, int events);
 
 /* The handshake load generator (`httpsys bench handshake`): cfg->connections client connections
  * at once for cfg->duration_s seconds, each a full TCP connect + TLS handshake (resuming the

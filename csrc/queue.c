@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "httpsys.h"
 #include "loop.h"
@@ -35,6 +37,20 @@ void hs__request_ref(hs_request_t *r)
     atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
 }
 
+static void ready_unlink(hs_queue_t *q, hs_request_t *r)
+{
+    if (r->ready_prev)
+        r->ready_prev->ready_next = r->ready_next;
+    else
+        q->ready_head = r->ready_next;
+    if (r->ready_next)
+        r->ready_next->ready_prev = r->ready_prev;
+    else
+        q->ready_tail = r->ready_prev;
+    r->ready_next = r->ready_prev = NULL;
+    r->on_ready = 0;
+}
+
 void hs__request_release(hs_request_t *r)
 {
     if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
@@ -45,6 +61,13 @@ void hs__request_release(hs_request_t *r)
     }
     hs__buf_free(&r->body);
     free(r->env);
+    if (r->aq != NULL) {
+        pthread_mutex_lock(&r->aq->mu);
+        if (r->on_ready)
+            ready_unlink(r->aq, r);
+        pthread_mutex_unlock(&r->aq->mu);
+        hs_queue_release(r->aq);
+    }
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
@@ -100,6 +123,45 @@ long hs_request_read_body(hs_request_t *r, char *buf, size_t len, int timeout_ms
     if (post)
         hs__loop_post(r->loop, r);
     return n;
+}
+
+long hs_request_read_body_nowait(hs_request_t *r, char *buf, size_t len)
+{
+    long n = 0;
+    pthread_mutex_lock(&r->mu);
+    size_t avail = hs__buf_pending(&r->body);
+    if (avail > 0 && len > 0) {
+        size_t take = avail < len ? avail : len;
+        memcpy(buf, r->body.base + r->body.off, take);
+        hs__buf_consume(&r->body, take);
+        n = (long)take;
+    } else if (r->body_done || len == 0) {
+        n = 0;
+    } else if (r->gone) {
+        n = -HS_RESULT_CONNECTION_GONE;
+    } else {
+        r->async_waiting |= HS_WAIT_BODY; /* read_body() on the I/O thread reports them */
+        n = -HS_RESULT_IO_PENDING;
+    }
+    int post = n > 0 && !r->body_done;
+    pthread_mutex_unlock(&r->mu);
+    if (post)
+        hs__loop_post(r->loop, r); /* the I/O thread may have paused reading: there is room */
+    return n;
+}
+
+int hs_request_poll(hs_request_t *r, int events)
+{
+    pthread_mutex_lock(&r->mu);
+    int ready = 0;
+    if ((events & HS_POLL_WRITABLE) && (r->out_bytes <= HS_OUT_LOW || r->gone))
+        ready |= HS_POLL_WRITABLE;
+    if ((events & HS_POLL_DISCONNECT) && (r->gone || r->client_eof))
+        ready |= HS_POLL_DISCONNECT;
+    if (ready == 0)
+        r->async_waiting |= events & (HS_POLL_WRITABLE | HS_POLL_DISCONNECT);
+    pthread_mutex_unlock(&r->mu);
+    return ready;
 }
 
 /* The Date header of worker responses, formatted once a second per thread. */
@@ -194,18 +256,22 @@ static void put_head(hs_request_t *r, hs_chunk_t *k, const char *head, size_t he
 }
 
 /* Hands k to the I/O thread and, for a final send, gives up the worker's reference. Blocks
- * while more than HS_OUT_HIGH bytes wait for a slow client. */
-static int hand_over(hs_request_t *r, hs_chunk_t *k, int final)
+ * while more than HS_OUT_HIGH bytes wait for a slow client; with HS_SEND_NOWAIT it returns
+ * HS_RESULT_IO_PENDING instead (k is taken all the same) and the queue's eventfd reports the
+ * request once the output fell to HS_OUT_LOW. */
+static int hand_over(hs_request_t *r, hs_chunk_t *k, int flags)
 {
-    int rc = HS_RESULT_OK;
+    int rc = HS_RESULT_OK, final = flags & HS_SEND_FINAL;
     if (r->out_tail)
         r->out_tail->next = k;
     else
         r->out_head = k;
     r->out_tail = k;
     r->out_bytes += k->len;
-    if (final)
+    if (final) {
         r->resp_final = 1;
+        r->async_owned = 0;
+    }
     pthread_mutex_unlock(&r->mu);
     hs__loop_post(r->loop, r);
     if (final) {
@@ -213,6 +279,16 @@ static int hand_over(hs_request_t *r, hs_chunk_t *k, int final)
         return rc;
     }
     pthread_mutex_lock(&r->mu);
+    if (flags & HS_SEND_NOWAIT) {
+        if (r->gone) {
+            rc = HS_RESULT_CONNECTION_GONE;
+        } else if (r->out_bytes > HS_OUT_HIGH) {
+            r->async_waiting |= HS_POLL_WRITABLE;
+            rc = HS_RESULT_IO_PENDING;
+        }
+        pthread_mutex_unlock(&r->mu);
+        return rc;
+    }
     while (r->out_bytes > HS_OUT_HIGH && !r->gone) {
         r->out_waiting = 1;
         pthread_cond_wait(&r->cv, &r->mu);
@@ -244,7 +320,7 @@ int hs_request_respond(hs_request_t *r, const char *head, size_t head_len, int64
     r->resp_started = 1;
     put_head(r, k, head, head_len, content_length, body_len, flags);
     chunk_put_body(r, k, body, body_len, flags & HS_SEND_FINAL);
-    return hand_over(r, k, flags & HS_SEND_FINAL);
+    return hand_over(r, k, flags);
 }
 
 int hs_request_write(hs_request_t *r, const char *body, size_t body_len, int flags)
@@ -266,7 +342,7 @@ int hs_request_write(hs_request_t *r, const char *body, size_t body_len, int fla
     if (flags & HS_SEND_DISCONNECT)
         r->resp_close = 1;
     chunk_put_body(r, k, body, body_len, flags & HS_SEND_FINAL);
-    return hand_over(r, k, flags & HS_SEND_FINAL);
+    return hand_over(r, k, flags);
 }
 
 /* Ends the worker's part without a normal response: reject > 0 asks the core for that canned
@@ -280,6 +356,7 @@ static void finish_abnormally(hs_request_t *r, int reject)
         else
             r->resp_abort = 1;
         r->resp_final = 1;
+        r->async_owned = 0;
     }
     pthread_mutex_unlock(&r->mu);
     hs__loop_post(r->loop, r);
@@ -306,6 +383,7 @@ hs_queue_t *hs_queue_new(hs_server_t *s, uint32_t limit)
         return NULL;
     atomic_init(&q->refs, 1);
     q->limit = limit ? limit : 1000;
+    q->efd = -1;
     pthread_mutex_init(&q->mu, NULL);
     pthread_cond_init(&q->cv, NULL);
     return q;
@@ -326,6 +404,8 @@ void hs_queue_release(hs_queue_t *q)
     if (q == NULL || atomic_fetch_sub_explicit(&q->refs, 1, memory_order_acq_rel) != 1)
         return;
     hs_queue_shutdown(q);
+    if (q->efd >= 0)
+        close(q->efd);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
     free(q);
@@ -351,13 +431,20 @@ int hs__queue_push(hs_queue_t *q, hs_request_t *r, int *need_signal)
     } else {
         hs__request_ref(r); /* the worker's reference, given up by its final send */
         r->qnext = NULL;
+        if (q->efd >= 0 && r->aq == NULL) {
+            hs__queue_ref(q);
+            r->aq = q;
+        }
         if (q->tail)
             q->tail->qnext = r;
         else
             q->head = r;
         q->tail = r;
         q->len++;
-        if (q->waiters > 0 && !q->signal_pending) {
+        if (q->efd >= 0) {
+            *need_signal = !q->notified; /* the loop is told once per drain */
+            q->notified = 1;
+        } else if (q->waiters > 0 && !q->signal_pending) {
             q->signal_pending = 1;
             *need_signal = 1;
         }
@@ -366,8 +453,19 @@ int hs__queue_push(hs_queue_t *q, hs_request_t *r, int *need_signal)
     return reject;
 }
 
+static void write_eventfd(int fd)
+{
+    uint64_t one = 1;
+    ssize_t n = write(fd, &one, sizeof(one));
+    HS_UNUSED(n); /* EAGAIN: the counter is not zero, the loop wakes anyway */
+}
+
 void hs__queue_signal(hs_queue_t *q)
 {
+    if (q->efd >= 0) {
+        write_eventfd(q->efd);
+        return;
+    }
     pthread_mutex_lock(&q->mu);
     q->signal_pending = 0;
     /* One waiting worker per queued request, so several workers can share a batch. */
@@ -393,6 +491,19 @@ void hs_queue_shutdown(hs_queue_t *q)
         hs_request_fail(pending, HS_REJECT_APP_OFFLINE);
         pending = next;
     }
+    /* Requests the asyncio side has still go on: their changes are reported while it finishes
+     * them (the ready list works on). */
+}
+
+static void fill_info(hs_request_t *r, hs_request_info_t *info)
+{
+    info->req = r;
+    info->environ = r->env;
+    info->environ_len = r->env_len;
+    info->content_length = r->content_length;
+    info->has_body = r->has_body;
+    info->http_minor = r->http_minor;
+    info->head_request = r->head_request;
 }
 
 static int wait_queue(hs_queue_t *q, const struct timespec *deadline)
@@ -435,12 +546,81 @@ int hs_queue_receive(hs_queue_t *q, int timeout_ms, hs_request_info_t *info)
         q->tail = NULL;
     q->len--;
     pthread_mutex_unlock(&q->mu);
-    info->req = r;
-    info->environ = r->env;
-    info->environ_len = r->env_len;
-    info->content_length = r->content_length;
-    info->has_body = r->has_body;
-    info->http_minor = r->http_minor;
-    info->head_request = r->head_request;
+    fill_info(r, info);
     return HS_RESULT_OK;
+}
+
+/* ---- ASGI queues ------------------------------------------------------------------------- */
+
+int hs_queue_eventfd(hs_queue_t *q)
+{
+    if (q->efd < 0)
+        q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return q->efd;
+}
+
+void hs__request_notify(hs_request_t *r, int events)
+{
+    hs_queue_t *q = r->aq;
+    if (q == NULL || !(r->async_waiting & events))
+        return;
+    r->async_waiting = 0; /* Python wakes every waiter of r; each asks again what it needs */
+    int signal = 0;
+    pthread_mutex_lock(&q->mu);
+    if (!r->on_ready) {
+        r->on_ready = 1;
+        r->ready_next = NULL;
+        r->ready_prev = q->ready_tail;
+        if (q->ready_tail)
+            q->ready_tail->ready_next = r;
+        else
+            q->ready_head = r;
+        q->ready_tail = r;
+        signal = !q->notified;
+        q->notified = 1;
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (signal) {
+        hs__queue_ref(q); /* hs__loop_defer_signal takes it over */
+        hs__loop_defer_signal(r->loop, q);
+    }
+}
+
+int hs_queue_drain(hs_queue_t *q, hs_request_info_t *infos, int max_new, hs_request_t **ready,
+                   int max_ready, int *n_ready)
+{
+    enum { BATCH = 64 };
+    uint64_t v;
+    ssize_t rd = read(q->efd, &v, sizeof(v)); /* before taking: a later write wakes us again */
+    HS_UNUSED(rd);
+    hs_request_t *taken[BATCH];
+    int n = 0, m = 0, popped = 0, more;
+    pthread_mutex_lock(&q->mu);
+    while (n < max_new && n < BATCH && q->head != NULL) {
+        hs_request_t *r = q->head;
+        q->head = r->qnext;
+        q->len--;
+        taken[n++] = r;
+    }
+    if (q->head == NULL)
+        q->tail = NULL;
+    /* Python holds a reference to each request it owns, so those stay valid after the unlock;
+     * one it has given up already may be freed by the I/O thread at any time: dropped here. */
+    while (m < max_ready && popped++ < BATCH && q->ready_head != NULL) {
+        hs_request_t *r = q->ready_head;
+        ready_unlink(q, r);
+        if (r->async_owned)
+            ready[m++] = r;
+    }
+    more = q->head != NULL || q->ready_head != NULL;
+    q->notified = more;
+    pthread_mutex_unlock(&q->mu);
+    if (more)
+        write_eventfd(q->efd); /* the rest in the next batch */
+    for (int i = 0; i < n; i++) {
+        taken[i]->async_owned = 1;
+        fill_info(taken[i], &infos[i]);
+    }
+    *n_ready = m;
+    return n;
 }

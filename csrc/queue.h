@@ -6,6 +6,13 @@
  * bytes; the worker takes body bytes and appends response bytes. Whoever changes something the
  * other side waits for either signals the request's condition variable (worker waiting) or posts
  * the request to its loop (I/O thread).
+ *
+ * An ASGI queue (hs_queue_eventfd) has no blocked workers: one asyncio loop watches its eventfd.
+ * The eventfd is written only when the queue goes from "nothing for Python" to "something": a
+ * request arrived, or a request Python asked to hear about changed (body bytes, output drained
+ * below HS_OUT_LOW, connection gone). Those requests wait on the queue's ready list; one
+ * hs_queue_drain() takes the new requests and the ready list together, so under load the loop
+ * wakes once per batch.
  */
 #ifndef HS_QUEUE_H
 #define HS_QUEUE_H
@@ -30,6 +37,10 @@ typedef struct hs_queue {
     int signal_pending; /* a loop will wake a worker at the end of its batch */
     int shutdown;
     int ssl_flags; /* the prefix's IIS sslFlags: set before it is routable, read-only after */
+    int efd;       /* ASGI: the eventfd the asyncio loop watches; -1 for a WSGI queue */
+    int notified;  /* ASGI: efd was (or will be, end of batch) written; cleared by a drain */
+    struct hs_request *ready_head, *ready_tail; /* ASGI: changed requests (no references: a
+                                                   request leaves the list when it is freed) */
 } hs_queue_t;
 
 typedef struct hs_chunk {
@@ -69,7 +80,19 @@ typedef struct hs_request {
     int resp_abort;     /* the worker aborted: reset the connection */
     int resp_reject;    /* the worker asked the core to answer with this reject instead */
     int gone;           /* the connection closed: worker calls fail */
+    int client_eof;     /* the client closed its sending side (ASGI: http.disconnect) */
+    int async_waiting;  /* ASGI: what Python waits for (HS_POLL_* bits, HS_WAIT_BODY) */
+
+    struct hs_queue *aq;           /* ASGI: the queue whose ready list it goes on (a ref) */
+    struct hs_request *ready_next, *ready_prev; /* ready list links (aq->mu) */
+    int on_ready;                  /* on aq's ready list (aq->mu) */
+    int async_owned; /* ASGI: Python holds it (between drain and its final call); asyncio
+                        thread only */
 } hs_request_t;
+
+/* async_waiting's bit for body bytes, beside HS_POLL_WRITABLE and HS_POLL_DISCONNECT. */
+#define HS_WAIT_BODY 4
+#define HS_WAIT_ANY 7
 
 /* High and low watermarks (bytes) of the response data a worker may queue ahead of the socket,
  * and of the request body the I/O thread buffers ahead of the worker. */
@@ -87,5 +110,9 @@ void hs__request_release(hs_request_t *r);
 int hs__queue_push(hs_queue_t *q, hs_request_t *r, int *need_signal);
 void hs__queue_signal(hs_queue_t *q);
 void hs__queue_ref(hs_queue_t *q);
+/* I/O thread, r->mu held: something Python may wait for changed (events: HS_WAIT_BODY,
+ * HS_POLL_WRITABLE, HS_POLL_DISCONNECT). For an ASGI request whose Python side waits for one of
+ * them, puts it on the queue's ready list and wakes the loop at the end of the batch. */
+void hs__request_notify(hs_request_t *r, int events);
 
 #endif

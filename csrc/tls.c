@@ -417,6 +417,30 @@ const char *hs__tls_cipher(hs_conn_t *c)
     return c->ssl ? SSL_get_cipher_name(c->ssl) : "";
 }
 
+int hs__tls_cipher_id(hs_conn_t *c)
+{
+    const SSL_CIPHER *cipher = c->ssl ? SSL_get_current_cipher(c->ssl) : NULL;
+    return cipher ? SSL_CIPHER_get_protocol_id(cipher) : -1;
+}
+
+int hs__tls_server_thumbprint(hs_conn_t *c, char out[41])
+{
+    /* The certificate of the binding the handshake chose (SNI included); its SHA-1 is cached
+     * in the X509 by OpenSSL, so this costs no hashing. */
+    X509 *x = c->ssl ? SSL_get_certificate(c->ssl) : NULL;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (x == NULL || X509_digest(x, EVP_sha1(), md, &n) != 1 || n != 20)
+        return -1;
+    static const char hex[] = "0123456789ABCDEF";
+    for (unsigned int i = 0; i < n; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[40] = '\0';
+    return 0;
+}
+
 void hs__tls_free(hs_conn_t *c)
 {
     if (c->ssl != NULL) {

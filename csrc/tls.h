@@ -42,6 +42,10 @@ void hs__tls_shutdown(struct hs_conn *c);
 /* Version and cipher names of an established connection (static strings). */
 const char *hs__tls_version(struct hs_conn *c);
 const char *hs__tls_cipher(struct hs_conn *c);
+/* The cipher's IANA number (0x1301 ...), or -1; the SHA-1 thumbprint of the server certificate
+ * the connection presented, 40 upper-case hex digits (the store's certhash): 0, or -1. */
+int hs__tls_cipher_id(struct hs_conn *c);
+int hs__tls_server_thumbprint(struct hs_conn *c, char out[41]);
 /* The SNI server name the client sent, or NULL. */
 const char *hs__tls_sni(struct hs_conn *c);
 

@@ -90,12 +90,28 @@ def parse_ssl_flags(value: str) -> str:
 
 
 class _AppAction(argparse.Action):
-    """``--app``: appends to ``app`` and a slot for its ``--ssl-flags`` to ``app_ssl_flags``."""
+    """``--app``: appends to ``app``, and slots for its ``--ssl-flags`` and ``--interface`` to
+    ``app_ssl_flags`` and ``app_interfaces``."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
         namespace.app = [*(namespace.app or []), values]
         namespace.app_ssl_flags = [*(getattr(namespace, "app_ssl_flags", None) or []), None]
+        namespace.app_interfaces = [*(getattr(namespace, "app_interfaces", None) or []), None]
+
+
+class _InterfaceAction(argparse.Action):
+    """``--interface``: wsgi, asgi or auto for the ``--app`` just before it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
+        kinds = getattr(namespace, "app_interfaces", None) or []
+        if not kinds:
+            parser.error("argument --interface: it applies to the --app before it; give "
+                         "--app PREFIX=module:app first")
+        if kinds[-1] is not None:
+            parser.error(f"argument --interface: given twice for --app {namespace.app[-1]}")
+        kinds[-1] = str(values)
 
 
 class _SslFlagsAction(argparse.Action):
@@ -115,9 +131,11 @@ class _SslFlagsAction(argparse.Action):
             parser.error(f"argument {e}")
 
 
-def _add_app(srv: Server, prefix: str, app: Any, ssl_flags: str | None) -> None:
-    """srv.add_app, with ``ssl_flags=`` only when --ssl-flags was given."""
-    srv.add_app(prefix, app, ssl_flags=ssl_flags)
+def _add_app(srv: Server, prefix: str, app: Any, ssl_flags: str | None,
+             interface: str | None = None) -> None:
+    """srv.add_app with the app's --ssl-flags and --interface (auto: detected)."""
+    srv.add_app(prefix, app, ssl_flags=ssl_flags,
+                interface=None if interface in (None, "auto") else interface)
 
 
 # ---- URL reservations (urlacl) -----------------------------------------------------------------
@@ -269,8 +287,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for name, seconds in sorted(timeouts.items()):
             srv.set_timeout(name, seconds or DEFAULT_TIMEOUT)  # 0: the default
         flags = getattr(args, "app_ssl_flags", None) or [None] * len(apps)
-        for (prefix, target), ssl_flags in zip(apps, flags):
-            _add_app(srv, str(prefix), _load(target), ssl_flags)
+        kinds = getattr(args, "app_interfaces", None) or [None] * len(apps)
+        for (prefix, target), ssl_flags, kind in zip(apps, flags, kinds):
+            _add_app(srv, str(prefix), _load(target), ssl_flags, kind)
         if use_store:
             watcher = StoreWatcher(srv, path)
             watcher.start()
@@ -417,12 +436,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--io-threads", type=int, default=1)
     _add_worker_options(p)
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("serve", help="serve WSGI apps: --app https://+:8443/api/=module:app, "
-                                     "with the bindings of the store")
+    p = sub.add_parser("serve", help="serve WSGI and ASGI apps: --app "
+                                     "https://+:8443/api/=module:app, with the bindings of the "
+                                     "store")
     p.add_argument("--app", action=_AppAction, required=True, metavar="PREFIX=module:app")
     p.add_argument("--ssl-flags", action=_SslFlagsAction, metavar="FLAGS",
                    help="IIS sslFlags of the --app before it: Ssl, SslNegotiateCert, "
                         "SslRequireCert, SslMapCert, Ssl128 or None, comma separated")
+    p.add_argument("--interface", action=_InterfaceAction, choices=("auto", "wsgi", "asgi"),
+                   help="the interface of the --app before it (default auto: an async "
+                        "callable of three arguments is ASGI 3, anything else WSGI)")
     p.add_argument("--cert", help="PEM certificate chain, leaf first: bind it to 0.0.0.0:PORT "
                                   "of every app instead of the store's bindings")
     p.add_argument("--key", help="PEM private key (with --cert)")

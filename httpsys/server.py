@@ -13,7 +13,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from . import certmapping, urlprefix, wsgi
+from . import asgi, certmapping, urlprefix, wsgi
 from .crlfetch import CrlFetcher
 from ._native import BindingOptions, NativeQueue, NativeServer, lib
 from .errors import InvalidParameterError, NotFoundError
@@ -76,16 +76,22 @@ def parse_ssl_flags(text: str | None) -> int:
     return bits
 
 
+#: add_app's interface names.
+INTERFACES = ("wsgi", "asgi")
+
+
 @dataclass
 class _Registration:
     prefix: urlprefix.UrlPrefix
     app: Any
     queue: NativeQueue
     threads: list[threading.Thread] = field(default_factory=list)
+    interface: str = "wsgi"
+    asgi: asgi.AsgiQueue | None = None  # served by the Server's asyncio loop
 
 
 class Server:
-    """An HTTPS listener: a C core serving the WSGI apps registered at URL prefixes.
+    """An HTTPS listener: a C core serving the WSGI and ASGI apps registered at URL prefixes.
 
     >>> srv = Server()
     >>> srv.set_sslcert("0.0.0.0:8443", chain_pem, key_pem)
@@ -95,13 +101,17 @@ class Server:
 
     def __init__(self, io_threads: int = 1, workers: int | None = None, *,
                  queue_limit: int = DEFAULT_QUEUE_LIMIT, limits: Mapping[str, int] | None = None,
-                 iplisten: Iterable[str] = ("0.0.0.0",)) -> None:
+                 iplisten: Iterable[str] = ("0.0.0.0",), asgi_loop: str = "auto") -> None:
         if workers is None:
             workers = os.cpu_count() or 1
         if not isinstance(workers, int) or workers < 1:
             raise InvalidParameterError(f"workers must be a positive int, not {workers!r}", param="workers")
         if not isinstance(queue_limit, int) or not 1 <= queue_limit <= 65535:
             raise InvalidParameterError(f"queue_limit must be 1-65535, not {queue_limit!r}", param="queue_limit")
+        asgi.new_event_loop(asgi_loop).close()  # validates the name before anything is made
+        self._asgi_kind = asgi_loop
+        self._asgi_loop: asgi.AsgiLoop | None = None  # started with the first ASGI app
+        self._server_certs: dict[str, str] = {}  # thumbprint → leaf PEM (the TLS extension)
         self._native = NativeServer(io_threads)
         self._workers = workers
         self._queue_limit = queue_limit
@@ -157,8 +167,10 @@ class Server:
         parameter (ipport, certificate, key, trusted_ca_pem, crls, an option).
         """
         ip, port = urlprefix.parse_ipport(ipport)
-        self._native.set_sslcert(ip, port, _as_bytes(cert_chain_pem, "cert_chain_pem"),
-                                 _as_bytes(key_pem, "key_pem"), _binding_options(options))
+        chain = _as_bytes(cert_chain_pem, "cert_chain_pem")
+        self._native.set_sslcert(ip, port, chain, _as_bytes(key_pem, "key_pem"),
+                                 _binding_options(options))
+        self._note_server_cert(chain)
 
     def delete_sslcert(self, ipport: str) -> None:
         """Removes the binding of ``ip:port``; new handshakes there fail. NotFoundError if none."""
@@ -173,8 +185,22 @@ class Server:
         Same options as set_sslcert(); live like it.
         """
         host, port = urlprefix.parse_hostnameport(hostnameport)
-        self._native.set_sslcert_sni(host, port, _as_bytes(cert_chain_pem, "cert_chain_pem"),
-                                     _as_bytes(key_pem, "key_pem"), _binding_options(options))
+        chain = _as_bytes(cert_chain_pem, "cert_chain_pem")
+        self._native.set_sslcert_sni(host, port, chain, _as_bytes(key_pem, "key_pem"),
+                                     _binding_options(options))
+        self._note_server_cert(chain)
+
+    def _note_server_cert(self, chain_pem: bytes) -> None:
+        """Remembers the leaf's PEM by its thumbprint: ASGI's TLS extension gives apps the
+        certificate a connection presented (server_cert), which the core names by thumbprint."""
+        from cryptography.hazmat.primitives import hashes
+
+        try:
+            leaf = x509.load_pem_x509_certificate(chain_pem)
+        except ValueError:
+            return
+        thumbprint = leaf.fingerprint(hashes.SHA1()).hex().upper()
+        self._server_certs[thumbprint] = leaf.public_bytes(Encoding.PEM).decode("ascii")
 
     def delete_sslcert_sni(self, hostnameport: str) -> None:
         """Removes a ``hostname:port`` binding. NotFoundError if none."""
@@ -207,8 +233,16 @@ class Server:
 
     # ---- applications ----------------------------------------------------------------------
 
-    def add_app(self, url_prefix: str, app: Any, ssl_flags: str | None = None) -> None:
-        """Registers a WSGI application at a UrlPrefix such as ``https://+:8443/api/``.
+    def add_app(self, url_prefix: str, app: Any, ssl_flags: str | None = None,
+                interface: str | None = None) -> None:
+        """Registers a WSGI or ASGI application at a UrlPrefix such as ``https://+:8443/api/``.
+
+        ``interface`` is ``"wsgi"`` or ``"asgi"``; None tells them apart (httpsys.asgi.
+        detect_interface): a coroutine function (or an object with an async ``__call__``) taking
+        three arguments is ASGI 3, other callables WSGI. ASGI apps run on the server's asyncio
+        loop thread (uvloop when installed); their lifespan startup runs before the prefix is
+        served (at start(), or here once started) and a failed one raises
+        httpsys.asgi.LifespanError.
 
         ``ssl_flags`` is IIS's sslFlags for the prefix, e.g. ``"Ssl,SslNegotiateCert,SslRequireCert"``:
         the core answers 403.4 (plain HTTP to ``Ssl``), 403.5 (``Ssl128``, weak cipher), 403.7
@@ -222,10 +256,21 @@ class Server:
         """
         prefix = urlprefix.parse(url_prefix)
         flags = parse_ssl_flags(ssl_flags)
+        if interface is None:
+            interface = asgi.detect_interface(app)
+        elif interface not in INTERFACES:
+            raise InvalidParameterError(f"interface must be 'wsgi' or 'asgi', not {interface!r}",
+                                        param="interface")
+        elif not callable(app):
+            raise InvalidParameterError(f"app must be callable, not {type(app).__name__}", param="app")
         with self._lock:
             queue = NativeQueue(self._native, self._queue_limit)
             queue.set_ssl_flags(flags)
             try:
+                served = None
+                if interface == "asgi":  # an ASGI queue before it is routable
+                    served = asgi.AsgiQueue(app, queue.handle, str(prefix), self._loop().loop,
+                                            self._server_certs)
                 self._native.add_url(str(prefix), queue)
             except BaseException:
                 queue.release()
@@ -237,10 +282,15 @@ class Server:
                 queue.shutdown()
                 queue.release()
                 raise
-            reg = _Registration(prefix, app, queue)
+            reg = _Registration(prefix, app, queue, interface=interface, asgi=served)
             self._apps[_key(prefix)] = reg
             if self._started:
-                self._start_workers(reg)
+                try:
+                    self._start_workers(reg)
+                except BaseException:
+                    del self._apps[_key(prefix)]
+                    self._unregister(reg)
+                    raise
 
     def remove_app(self, url_prefix: str) -> None:
         """Unregisters a prefix. Requests still queued for it get 503 from the core."""
@@ -302,6 +352,8 @@ class Server:
     def _unregister(self, reg: _Registration) -> None:
         self._native.remove_url(str(reg.prefix))
         reg.queue.shutdown()
+        if reg.asgi is not None and self._asgi_loop is not None and self._asgi_loop.running:
+            self._asgi_loop.run(reg.asgi.close())
         for t in reg.threads:
             if t.ident is not None:  # started (see _start_workers)
                 t.join()
@@ -309,7 +361,18 @@ class Server:
         for ip in self._iplisten:
             self._native.unlisten(ip, reg.prefix.port)
 
+    def _loop(self) -> asgi.AsgiLoop:
+        """The asyncio loop (and, once started, its thread) of the ASGI apps."""
+        if self._asgi_loop is None:
+            self._asgi_loop = asgi.AsgiLoop(self._asgi_kind)
+        return self._asgi_loop
+
     def _start_workers(self, reg: _Registration) -> None:
+        if reg.asgi is not None:
+            loop = self._loop()
+            loop.start()
+            loop.run(reg.asgi.open())  # lifespan startup; LifespanError if it fails
+            return
         for i in range(self._workers):
             t = threading.Thread(target=wsgi.worker, args=(reg.queue.handle, reg.app),
                                  name=f"httpsys-worker-{reg.prefix}-{i}", daemon=True)
@@ -370,6 +433,8 @@ class Server:
             self._apps.clear()
         for reg in regs:
             self._unregister(reg)
+        if self._asgi_loop is not None:
+            self._asgi_loop.stop()
         if self._fetcher is not None:
             self._fetcher.stop()  # before the core it asks is freed
         self._native.free()
