@@ -154,7 +154,8 @@ class Server:
         takes the response more slowly is dropped; 4294967295 turns it off). Live: every wait
         that starts afterwards uses it. InvalidParameterError names a bad type or value.
         """
-        self._native.set_timeout(TIMEOUTS[timeouttype], check_timeout(timeouttype, seconds))
+        value = check_timeout(timeouttype, seconds)
+        self._native.set_timeout(TIMEOUTS[timeouttype], value)
 
     # ---- certificates ----------------------------------------------------------------------
 
