@@ -431,6 +431,7 @@ int hs__queue_push(hs_queue_t *q, hs_request_t *r, int *need_signal)
     } else {
         hs__request_ref(r); /* the worker's reference, given up by its final send */
         r->qnext = NULL;
+        r->queued = 1;
         if (q->efd >= 0 && r->aq == NULL) {
             hs__queue_ref(q);
             r->aq = q;
@@ -475,6 +476,33 @@ void hs__queue_signal(hs_queue_t *q)
     pthread_mutex_unlock(&q->mu);
 }
 
+int hs__queue_remove(hs_queue_t *q, hs_request_t *r)
+{
+    /* The queue is in arrival order and the oldest request times out first: the walk is short. */
+    pthread_mutex_lock(&q->mu);
+    hs_request_t *prev = NULL, *p = r->queued ? q->head : NULL;
+    while (p != NULL && p != r) {
+        prev = p;
+        p = p->qnext;
+    }
+    if (p != NULL) {
+        if (prev != NULL)
+            prev->qnext = r->qnext;
+        else
+            q->head = r->qnext;
+        if (q->tail == r)
+            q->tail = prev;
+        q->len--;
+        r->qnext = NULL;
+        r->queued = 0;
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (p == NULL)
+        return 0;
+    hs__request_release(r); /* the reference the worker would have had */
+    return 1;
+}
+
 /* Stops the queue: waiting workers return HS_RESULT_SHUTDOWN and requests still queued are
  * answered 503 by the core (HTTPERR AppOffline). */
 void hs_queue_shutdown(hs_queue_t *q)
@@ -484,6 +512,8 @@ void hs_queue_shutdown(hs_queue_t *q)
     hs_request_t *pending = q->head;
     q->head = q->tail = NULL;
     q->len = 0;
+    for (hs_request_t *p = pending; p != NULL; p = p->qnext)
+        p->queued = 0;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
     while (pending != NULL) {
@@ -545,6 +575,7 @@ int hs_queue_receive(hs_queue_t *q, int timeout_ms, hs_request_info_t *info)
     if (q->head == NULL)
         q->tail = NULL;
     q->len--;
+    r->queued = 0;
     pthread_mutex_unlock(&q->mu);
     fill_info(r, info);
     return HS_RESULT_OK;
@@ -600,6 +631,7 @@ int hs_queue_drain(hs_queue_t *q, hs_request_info_t *infos, int max_new, hs_requ
         hs_request_t *r = q->head;
         q->head = r->qnext;
         q->len--;
+        r->queued = 0; /* received: RequestQueue no longer applies */
         taken[n++] = r;
     }
     if (q->head == NULL)

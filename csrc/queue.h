@@ -54,6 +54,7 @@ typedef struct hs_request {
     struct hs_loop *loop;
     struct hs_conn *conn;     /* I/O thread only; NULL once the connection is gone */
     struct hs_request *qnext; /* queue link (queue mutex) */
+    int queued;               /* in its queue, not yet received by a worker (queue mutex) */
     struct hs_request *post_next; /* loop's posted list (loop mutex) */
     int posted;                   /* on the loop's posted list (loop mutex) */
 
@@ -109,6 +110,9 @@ void hs__request_release(hs_request_t *r);
  * single request on a shared core. */
 int hs__queue_push(hs_queue_t *q, hs_request_t *r, int *need_signal);
 void hs__queue_signal(hs_queue_t *q);
+/* I/O thread: takes r out of q if no worker has received it yet (requestqueuetimeout), giving
+ * up the queue's reference. Returns 1 if it did, 0 if a worker has it. */
+int hs__queue_remove(hs_queue_t *q, hs_request_t *r);
 void hs__queue_ref(hs_queue_t *q);
 /* I/O thread, r->mu held: something Python may wait for changed (events: HS_WAIT_BODY,
  * HS_POLL_WRITABLE, HS_POLL_DISCONNECT). For an ASGI request whose Python side waits for one of
