@@ -30,6 +30,8 @@ typedef struct hs_queue {
     int signal_pending; /* a loop will wake a worker at the end of its batch */
     int shutdown;
     int ssl_flags; /* the prefix's IIS sslFlags: set before it is routable, read-only after */
+    struct hs_server *server;
+    const char *name; /* HTTPERR s-queuename (NULL: '-'); set like ssl_flags, lives with server */
 } hs_queue_t;
 
 typedef struct hs_chunk {
@@ -53,6 +55,7 @@ typedef struct hs_request {
     int http_minor;
     int head_request;
     int want_keepalive; /* what the request asked for (worker reads it to frame the response) */
+    const char *queue_name; /* its queue's name, for the HTTPERR log (lives with the server) */
 
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cv;
