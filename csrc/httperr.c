@@ -11,6 +11,8 @@
  * Files: the set continues at the highest httperr<N>.log already in the directory, as HTTP.sys
  * does across restarts; every file (and every reopening) starts with the W3C header lines, and
  * a file rolls over to N+1 when the next line would take it past max_bytes. Files are 0600.
+ * Several processes (serve --workers N) may share the folder: each batch is one O_APPEND write,
+ * so lines never interleave, and the size is read again before each batch.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -253,6 +255,9 @@ static uint64_t write_records(hs_httperr_t *l, uint64_t from, uint64_t to, char 
     size_t used = 0;
     uint64_t pending = 0, failed = 0;
     char line[LINE_MAX_BYTES];
+    struct stat st;
+    if (l->fd >= 0 && fstat(l->fd, &st) == 0)
+        l->file_size = (uint64_t)st.st_size; /* other processes (serve --workers) append too */
     if (l->fd < 0 && open_file(l) != HS_OK)
         close_file(l); /* write_batch tries again; if it fails too, the lines count as failed */
     for (uint64_t i = from; i < to; i++) {

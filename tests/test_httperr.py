@@ -310,3 +310,39 @@ def test_plain_socket_reset_in_the_handshake_writes_nothing(logged, ca_file):
     assert run.srv.flush_httperr()
     assert records(log_dir) == []
     assert os.listdir(log_dir) == []  # no line, so no file either
+
+
+def test_queue_full_and_app_offline(logged, ca_file):
+    """503 QueueFull for a request that finds the queue full, 503 AppOffline for one still queued
+    when its prefix is removed: both name the queue."""
+    entered, release = threading.Event(), threading.Event()
+
+    def blocking_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        entered.set()
+        release.wait(30)
+        return hello_app(environ, start_response)
+
+    run, log_dir = logged({"/api/": hello_app, "/slow/": blocking_app}, workers=1, queue_limit=1)
+    name = {g["urls"][0]: g["queue"] for g in run.srv.servicestate()["url_groups"]}[
+        run.prefix("/slow/")]
+    with tls_socket(run.port, ca_file) as a, tls_socket(run.port, ca_file) as b:
+        a.sendall(head(run.port, "/slow/a"))
+        assert entered.wait(30)  # the one worker is busy with a
+        b.sendall(head(run.port, "/slow/b"))  # waits in the queue (limit 1)
+        raw, full_port = send(run.port, head(run.port, "/slow/c"), ca_file)
+        assert parse_responses(raw)[0].status == 503
+        remover = threading.Thread(target=run.srv.remove_app, args=(run.prefix("/slow/"),))
+        remover.start()  # shuts the queue at once, then waits for the worker
+        assert parse_responses(recv_all(b, timeout=10))[0].status == 503
+        offline_port = b.getsockname()[1]
+        release.set()
+        remover.join(30)
+        assert parse_responses(recv_all(a, timeout=10))[0].status == 200
+    assert run.srv.flush_httperr()
+    assert [r[2:] for r in records(log_dir)] == [
+        ["127.0.0.1", str(full_port), "127.0.0.1", str(run.port), "HTTP/1.1", "GET", "/slow/c", "503",
+         "-", "QueueFull", name],
+        ["127.0.0.1", str(offline_port), "127.0.0.1", str(run.port), "HTTP/1.1", "GET", "/slow/b",
+         "503", "-", "AppOffline", name],
+    ]
+    still_serves(run, ca_file)
