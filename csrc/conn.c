@@ -45,6 +45,69 @@ static uint64_t idle_ms(const hs_conn_t *c)
     return hs__server_timeout_ms(&c->loop->server->idle_ms);
 }
 
+static uint64_t entity_body_ms(const hs_conn_t *c)
+{
+    return hs__server_timeout_ms(&c->loop->server->entity_body_ms);
+}
+
+static uint64_t drain_body_ms(const hs_conn_t *c)
+{
+    return hs__server_timeout_ms(&c->loop->server->drain_body_ms);
+}
+
+/* A connection that waits for a request head gives its buffers back after this long. */
+#define IDLE_RELEASE_MS 1000u
+/* How often a response that waits for the client checks the client's rate (MinSendRate). */
+#define SEND_CHECK_MS 1000u
+
+/* ---- timers ------------------------------------------------------------------------------ */
+
+/* The connection's current wait becomes kind, due in ms. */
+static void set_wait(hs_conn_t *c, int kind, uint64_t ms)
+{
+    hs__wheel_add(&c->loop->wheel, &c->timer, c->loop->now_ms + ms, kind);
+}
+
+static void clear_wait(hs_conn_t *c)
+{
+    hs__wheel_cancel(&c->loop->wheel, &c->timer);
+}
+
+/* Waits for a request head (IdleConnection or HeaderWait): the timer fires once early to give
+ * back idle buffers (release_idle_buffers), then at the real deadline. */
+static void wait_head(hs_conn_t *c, int kind, uint64_t ms)
+{
+    c->wait_until = c->loop->now_ms + ms;
+    hs__wheel_add(&c->loop->wheel, &c->timer,
+                  c->loop->now_ms + (ms > IDLE_RELEASE_MS ? IDLE_RELEASE_MS : ms), kind);
+}
+
+/* The request is no longer in its queue, or no longer ours to answer: RequestQueue stops. */
+static void unwatch_queue(hs_conn_t *c)
+{
+    if (c->queued_on == NULL)
+        return;
+    hs__wheel_cancel(&c->loop->wheel, &c->queue_timer);
+    hs_queue_release(c->queued_on);
+    c->queued_on = NULL;
+}
+
+/* The request was just queued on q: RequestQueue starts (with its own reference to q). */
+static void watch_queue(hs_conn_t *c, hs_queue_t *q)
+{
+    hs__queue_ref(q);
+    c->queued_on = q;
+    uint64_t ms = hs__server_timeout_ms(&c->loop->server->request_queue_ms);
+    hs__wheel_add(&c->loop->wheel, &c->queue_timer, c->loop->now_ms + ms, HS_TIMER_REQUEST_QUEUE);
+}
+
+static void stop_timers(hs_conn_t *c)
+{
+    hs__wheel_cancel(&c->loop->wheel, &c->timer);
+    hs__wheel_cancel(&c->loop->wheel, &c->send_timer);
+    unwatch_queue(c);
+}
+
 const char *const hs_conn_state_names[HS_CONN_STATE_COUNT] = {
     "HANDSHAKE", "READ_HEAD", "READ_BODY", "WAIT_APP", "DRAIN", "WAIT_CERT", "WAIT_CRL",
     "CLOSING",
@@ -229,26 +292,6 @@ static void log_request(hs_conn_t *c, const hs_request_t *r, int status, const c
     hs__httperr_push(log, &rec);
 }
 
-/* The reason a connection's deadline ran out, as HTTP.sys names its timers; NULL for the ones
- * it does not log (a lingering close). The timer wheel (branch timers) replaces this with
- * hs__timer_reason(). */
-static const char *deadline_reason(const hs_conn_t *c)
-{
-    switch (c->state) {
-    case HS_CONN_HANDSHAKE:
-        return "Timer_HeaderWait";
-    case HS_CONN_READ_HEAD:
-        /* Part of a head arrived: HeaderWait; nothing since the last response: ConnectionIdle. */
-        return hs__buf_pending(&c->plain_in) || hs__buf_pending(&c->wire_in)
-                   ? "Timer_HeaderWait"
-                   : "Timer_ConnectionIdle";
-    case HS_CONN_DRAIN:
-        return "Timer_EntityBody";
-    default:
-        return NULL;
-    }
-}
-
 /* The client closed (or reset) the connection: HTTP.sys logs Client_Reset when it had sent
  * part of a request that never reached a queue. A request in flight is logged by
  * hs__conn_close as Connection_Dropped. */
@@ -337,7 +380,8 @@ hs_conn_t *hs__conn_new(hs_loop_t *l, int fd, int tls)
     }
     c->state = tls ? HS_CONN_HANDSHAKE : HS_CONN_READ_HEAD;
     c->keepalive = 1;
-    c->deadline = l->now_ms + header_wait_ms(c);
+    c->timer.owner = c->send_timer.owner = c->queue_timer.owner = c;
+    wait_head(c, HS_TIMER_HEADER_WAIT, header_wait_ms(c));
     c->next = l->conns;
     if (l->conns)
         l->conns->prev = c;
@@ -352,6 +396,7 @@ hs_conn_t *hs__conn_new(hs_loop_t *l, int fd, int tls)
 static void drop_request(hs_conn_t *c)
 {
     hs_request_t *r = c->req;
+    unwatch_queue(c);
     if (r == NULL)
         return;
     pthread_mutex_lock(&r->mu);
@@ -371,6 +416,7 @@ void hs__conn_close(hs_conn_t *c)
         log_request(c, c->req, 0, "Connection_Dropped");
     c->closed = 1;
     drop_request(c);
+    stop_timers(c);
     hs__tls_free(c);
     close(c->fd); /* also removes it from the epoll set */
     hs__loop_unlink_conn(c->loop, c);
@@ -403,7 +449,7 @@ static void start_closing(hs_conn_t *c, int linger)
         hs__tls_shutdown(c);
     }
     c->must_linger |= linger ? 1 : 0;
-    c->deadline = c->loop->now_ms + idle_ms(c);
+    set_wait(c, HS_TIMER_CLOSING, idle_ms(c));
     flush(c);
 }
 
@@ -412,8 +458,8 @@ static void resume_head(hs_conn_t *c);
 
 /* An idle keep-alive connection gives its buffers back (about 65 KiB: 16 KiB each for wire_in
  * and plain_in, OpenSSL's two record buffers, wire_out), as nginx does: the next request
- * allocates them again. Done from the once-a-second sweep, so a busy connection pays it at most
- * once a second and the request path pays nothing. */
+ * allocates them again. Done when a wait for a head has lasted IDLE_RELEASE_MS (wait_head), so
+ * a busy connection never pays it and the request path pays nothing. */
 static void release_idle_buffers(hs_conn_t *c)
 {
     if (c->state != HS_CONN_READ_HEAD || c->req != NULL || c->closed ||
@@ -427,27 +473,20 @@ static void release_idle_buffers(hs_conn_t *c)
         SSL_free_buffers(c->ssl); /* 0 (nothing freed) when OpenSSL still holds data */
 }
 
-void hs__conn_check_deadline(hs_conn_t *c, uint64_t now_ms)
-{
-    release_idle_buffers(c);
-    if (c->deadline == 0 || now_ms < c->deadline)
-        return;
-    if (c->state == HS_CONN_WAIT_CERT) {
-        cert_answered(c); /* no certificate in time: the request goes on without one */
-        return;
-    }
-    if (c->state == HS_CONN_WAIT_CRL) {
-        c->crl_gave_up = 1; /* no CRL in time: revocation unknown (403.13) */
-        resume_head(c);
-        return;
-    }
-    const char *reason = deadline_reason(c);
-    if (reason != NULL)
-        log_request(c, NULL, 0, reason);
-    hs__conn_close(c);
-}
-
 /* ---- output ------------------------------------------------------------------------------ */
+
+/* The socket is full: from now on the client must take the response at minsendrate on average,
+ * checked every SEND_CHECK_MS until the socket drains (flush cancels it then). */
+static void watch_send_rate(hs_conn_t *c)
+{
+    if (hs__timer_armed(&c->send_timer) ||
+        hs__server_timeout_ms(&c->loop->server->min_send_rate) == HS_MIN_SEND_RATE_OFF)
+        return;
+    c->send_mark_ms = c->loop->now_ms;
+    c->send_mark_bytes = c->bytes_sent;
+    hs__wheel_add(&c->loop->wheel, &c->send_timer, c->loop->now_ms + SEND_CHECK_MS,
+                  HS_TIMER_MIN_SEND_RATE);
+}
 
 static void flush(hs_conn_t *c)
 {
@@ -456,10 +495,12 @@ static void flush(hs_conn_t *c)
                          MSG_NOSIGNAL);
         if (n > 0) {
             hs__buf_consume(&c->wire_out, (size_t)n);
+            c->bytes_sent += (uint64_t)n;
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             c->write_blocked = 1;
+            watch_send_rate(c);
             return;
         } else {
             hs__conn_close(c);
@@ -467,6 +508,8 @@ static void flush(hs_conn_t *c)
         }
     }
     c->write_blocked = 0;
+    if (hs__timer_armed(&c->send_timer))
+        hs__wheel_cancel(&c->loop->wheel, &c->send_timer);
     if (!c->closed && c->state == HS_CONN_CLOSING && !c->lingering) {
         if (!c->must_linger && hs__buf_pending(&c->plain_in) == 0 &&
             hs__buf_pending(&c->wire_in) == 0) {
@@ -474,7 +517,7 @@ static void flush(hs_conn_t *c)
             return;
         }
         c->lingering = 1;
-        c->deadline = c->loop->now_ms + LINGER_MS;
+        set_wait(c, HS_TIMER_LINGER, LINGER_MS);
         shutdown(c->fd, SHUT_WR);
         if (c->peer_eof)
             hs__conn_close(c);
@@ -684,10 +727,10 @@ static int start_request(hs_conn_t *c, const hs_http1_request_t *h, size_t head_
             c->state = HS_CONN_WAIT_CERT;
             /* Part of waiting for a whole request: headerwaittimeout bounds it too. */
             uint64_t wait = header_wait_ms(c) < CERT_WAIT_MS ? header_wait_ms(c) : CERT_WAIT_MS;
-            c->deadline = c->loop->now_ms + wait;
+            set_wait(c, HS_TIMER_CERT_WAIT, wait);
         } else if (reject == WAIT_FOR_CRL) {
             c->state = HS_CONN_WAIT_CRL;
-            c->deadline = c->loop->now_ms + hs__clientcert_fetch_wait_ms(c);
+            set_wait(c, HS_TIMER_CRL_WAIT, hs__clientcert_fetch_wait_ms(c));
         }
         return reject;
     }
@@ -705,6 +748,8 @@ static int start_request(hs_conn_t *c, const hs_http1_request_t *h, size_t head_
     r->queue_name = rt.queue->name;
     int need_signal;
     reject = hs__queue_push(rt.queue, r, &need_signal);
+    if (reject == HS_REJECT_NONE)
+        watch_queue(c, rt.queue);
     if (need_signal)
         hs__loop_defer_signal(c->loop, rt.queue); /* takes over our queue reference */
     else
@@ -718,7 +763,10 @@ static int start_request(hs_conn_t *c, const hs_http1_request_t *h, size_t head_
     if (h->expect_continue && r->has_body && h->minor_version >= 1)
         c->io->write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     c->state = r->has_body ? HS_CONN_READ_BODY : HS_CONN_WAIT_APP;
-    c->deadline = 0;
+    if (r->has_body)
+        set_wait(c, HS_TIMER_ENTITY_BODY, entity_body_ms(c));
+    else
+        clear_wait(c);
     return HS_REJECT_NONE;
 }
 
@@ -731,6 +779,10 @@ static void read_head(hs_conn_t *c)
                                     &s->http_limits, &h);
     if (n == HS_AGAIN) {
         c->last_len = avail;
+        /* The first bytes of a request end the idle wait; the head must now be whole within
+         * headerwaittimeout, however slowly it trickles in. */
+        if (hs__timer_armed(&c->timer) && c->timer.kind == HS_TIMER_CONNECTION_IDLE)
+            wait_head(c, HS_TIMER_HEADER_WAIT, header_wait_ms(c));
         return;
     }
     c->last_len = 0;
@@ -754,8 +806,8 @@ static void read_head(hs_conn_t *c)
         int resource = reject == HS_REJECT_NOT_FOUND || hs__status_row(reject)->status == 403;
         int keep = resource && !has_body && (h.minor_version >= 1 ? !h.conn_close : h.conn_keepalive);
         send_reject(c, reject, !keep);
-        if (keep)
-            c->deadline = c->loop->now_ms + idle_ms(c);
+        if (keep && !c->closed)
+            wait_head(c, HS_TIMER_CONNECTION_IDLE, idle_ms(c));
     }
 }
 
@@ -793,9 +845,24 @@ static int move_body(hs_conn_t *c, hs_request_t *r, size_t cap)
     return 0;
 }
 
+/* EntityBody / DrainEntityBody after read_body: it runs while we wait for the client's bytes and
+ * restarts whenever some arrived; while the bytes wait for the app instead (its buffer is full)
+ * the client is not late and the timer stops. */
+static void body_timer(hs_conn_t *c, int progress)
+{
+    if (hs__buf_pending(&c->plain_in) > 0) {
+        clear_wait(c);
+        return;
+    }
+    int kind = c->state == HS_CONN_DRAIN ? HS_TIMER_DRAIN_BODY : HS_TIMER_ENTITY_BODY;
+    if (progress || !hs__timer_armed(&c->timer) || c->timer.kind != kind)
+        set_wait(c, kind, kind == HS_TIMER_DRAIN_BODY ? drain_body_ms(c) : entity_body_ms(c));
+}
+
 static void read_body(hs_conn_t *c)
 {
     hs_request_t *r = c->state == HS_CONN_READ_BODY ? c->req : NULL;
+    size_t before_in = hs__buf_pending(&c->plain_in);
     int done, started = 1;
     if (r != NULL) {
         pthread_mutex_lock(&r->mu);
@@ -823,7 +890,11 @@ static void read_body(hs_conn_t *c)
     } else if (done == 1) {
         c->state = c->state == HS_CONN_READ_BODY ? HS_CONN_WAIT_APP : HS_CONN_READ_HEAD;
         if (c->state == HS_CONN_READ_HEAD)
-            c->deadline = c->loop->now_ms + idle_ms(c);
+            wait_head(c, HS_TIMER_CONNECTION_IDLE, idle_ms(c));
+        else
+            clear_wait(c);
+    } else if (!c->closed) {
+        body_timer(c, hs__buf_pending(&c->plain_in) != before_in);
     }
 }
 
@@ -866,7 +937,7 @@ static void cert_settle(hs_conn_t *c)
     if (SSL_get0_peer_certificate(c->ssl) != NULL && c->cert_status == HS_CERT_NONE)
         c->cert_status = HS_CERT_OK;
     c->state = HS_CONN_READ_HEAD;
-    c->deadline = c->loop->now_ms + header_wait_ms(c);
+    wait_head(c, HS_TIMER_HEADER_WAIT, header_wait_ms(c));
     c->last_len = 0;
 }
 
@@ -874,7 +945,7 @@ static void cert_settle(hs_conn_t *c)
 static void resume_head(hs_conn_t *c)
 {
     c->state = HS_CONN_READ_HEAD;
-    c->deadline = c->loop->now_ms + header_wait_ms(c);
+    wait_head(c, HS_TIMER_HEADER_WAIT, header_wait_ms(c));
     c->last_len = 0;
     process(c);
     if (!c->closed)
@@ -967,7 +1038,7 @@ void hs__conn_on_readable(hs_conn_t *c)
     }
     if (c->state == HS_CONN_HANDSHAKE && SSL_is_init_finished(c->ssl)) {
         c->state = HS_CONN_READ_HEAD;
-        c->deadline = c->loop->now_ms + header_wait_ms(c);
+        wait_head(c, HS_TIMER_HEADER_WAIT, header_wait_ms(c));
         hs__clientcert_handshake_done(c);
     } else if (c->state == HS_CONN_WAIT_CERT && c->cert_done) {
         cert_settle(c); /* process() below parses the waiting head again */
@@ -997,6 +1068,7 @@ void hs__conn_on_writable(hs_conn_t *c)
 static void finish_request(hs_conn_t *c, int close)
 {
     hs_request_t *r = c->req;
+    unwatch_queue(c);
     c->req = NULL;
     r->conn = NULL;
     int body_done = c->state != HS_CONN_READ_BODY;
@@ -1006,7 +1078,10 @@ static void finish_request(hs_conn_t *c, int close)
         return;
     }
     c->state = body_done ? HS_CONN_READ_HEAD : HS_CONN_DRAIN;
-    c->deadline = c->loop->now_ms + idle_ms(c);
+    if (body_done)
+        wait_head(c, HS_TIMER_CONNECTION_IDLE, idle_ms(c));
+    else
+        set_wait(c, HS_TIMER_DRAIN_BODY, drain_body_ms(c));
     process(c);
     if (!c->closed && c->read_paused)
         hs__conn_on_readable(c);
@@ -1083,7 +1158,7 @@ static void answer_reject(hs_conn_t *c, int reject)
     send_reject(c, reject, body_pending || !c->keepalive || reject != HS_REJECT_INTERNAL);
     if (!c->closed && c->state != HS_CONN_CLOSING) {
         c->state = HS_CONN_READ_HEAD;
-        c->deadline = c->loop->now_ms + idle_ms(c);
+        wait_head(c, HS_TIMER_CONNECTION_IDLE, idle_ms(c));
         flush(c);
         process(c);
     }
@@ -1094,6 +1169,7 @@ void hs__conn_on_request_update(hs_conn_t *c)
     hs_request_t *r = c->req;
     if (c->closed || r == NULL)
         return;
+    unwatch_queue(c); /* a worker has it: it changed it */
     if (c->state == HS_CONN_READ_BODY) {
         read_body(c); /* the worker may have made room */
         if (c->closed)
@@ -1124,4 +1200,83 @@ void hs__conn_on_request_update(hs_conn_t *c)
     }
     if (!c->closed)
         flush(c);
+}
+
+/* ---- timers that fire -------------------------------------------------------------------- */
+
+/* Every timer expiry that closes the connection or settles its request goes through here, once,
+ * with the timer's kind. Waits for a request head, a body or a slow reader end the connection
+ * without an answer, as in HTTP.sys; a request left in its queue gets 503. */
+static void on_timer(hs_conn_t *c, int kind)
+{
+    switch (kind) {
+    case HS_TIMER_REQUEST_QUEUE:
+        answer_reject(c, HS_REJECT_QUEUE_TIMEOUT);
+        break;
+    case HS_TIMER_CERT_WAIT:
+        cert_answered(c); /* no certificate in time: the request goes on without one */
+        break;
+    case HS_TIMER_CRL_WAIT:
+        c->crl_gave_up = 1; /* no CRL in time: revocation unknown (403.13) */
+        resume_head(c);
+        break;
+    default: {
+        /* HTTPERR: one line per expiry that ends the connection, with the request's fields when
+         * one is in flight (and then not a second Connection_Dropped line). The 503 of
+         * RequestQueue is logged by answer_reject. */
+        const char *reason = hs__timer_reason(kind);
+        if (reason != NULL) {
+            log_request(c, c->req, 0, reason);
+            drop_request(c);
+        }
+        hs__conn_close(c);
+        break;
+    }
+    }
+}
+
+/* MinSendRate: since the response started to wait for the client, it must have taken
+ * minsendrate bytes a second on average. */
+static void check_send_rate(hs_conn_t *c)
+{
+    uint64_t rate = __atomic_load_n(&c->loop->server->min_send_rate, __ATOMIC_RELAXED);
+    if (!c->write_blocked || rate == HS_MIN_SEND_RATE_OFF)
+        return;
+    uint64_t elapsed = c->loop->now_ms - c->send_mark_ms;
+    uint64_t sent = c->bytes_sent - c->send_mark_bytes;
+    if (sent * 1000u < rate * elapsed) {
+        on_timer(c, HS_TIMER_MIN_SEND_RATE);
+        return;
+    }
+    hs__wheel_add(&c->loop->wheel, &c->send_timer, c->loop->now_ms + SEND_CHECK_MS,
+                  HS_TIMER_MIN_SEND_RATE);
+}
+
+/* RequestQueue: the request is answered only if no worker has received it yet. */
+static void check_queue(hs_conn_t *c)
+{
+    hs_queue_t *q = c->queued_on;
+    if (q != NULL && c->req != NULL && hs__queue_remove(q, c->req))
+        on_timer(c, HS_TIMER_REQUEST_QUEUE);
+    else
+        unwatch_queue(c);
+}
+
+void hs__conn_on_timer(hs_timer_entry_t *t, void *arg)
+{
+    hs_conn_t *c = t->owner;
+    HS_UNUSED(arg);
+    if (c->closed)
+        return;
+    if (t == &c->send_timer) {
+        check_send_rate(c);
+    } else if (t == &c->queue_timer) {
+        check_queue(c);
+    } else if ((t->kind == HS_TIMER_CONNECTION_IDLE || t->kind == HS_TIMER_HEADER_WAIT) &&
+               c->loop->now_ms < c->wait_until) {
+        release_idle_buffers(c); /* the early firing of wait_head() */
+        hs__wheel_add(&c->loop->wheel, t, c->wait_until, t->kind);
+    } else {
+        on_timer(c, t->kind);
+    }
 }

@@ -11,10 +11,12 @@
 #include "buf.h"
 #include "chunked.h"
 #include "hs_internal.h"
+#include "timer.h"
 
 struct hs_loop;
 struct hs_request;
 struct hs_conn;
+struct hs_queue;
 
 /* The connection lifecycle (STYLE lesson 11). */
 enum hs_conn_state {
@@ -81,7 +83,16 @@ typedef struct hs_conn {
     uint32_t map_gen;          /* the server's certmap_gen when mapped_user was found */
     unsigned mapped : 1;       /* mapped_user is the answer for map_gen */
     size_t cert_env_len;
-    uint64_t deadline;       /* ms on the loop clock when the current wait expires (0: none) */
+    /* Timers on the loop's wheel (timer.h). timer is the connection's current wait, its kind
+     * says which; a wait for a request head fires once early, after HS_IDLE_RELEASE_MS, to give
+     * back idle buffers, then at wait_until. */
+    hs_timer_entry_t timer;
+    uint64_t wait_until;
+    hs_timer_entry_t send_timer;  /* MinSendRate, while the response waits for the client */
+    uint64_t bytes_sent;          /* bytes the socket took, ever */
+    uint64_t send_mark_ms, send_mark_bytes; /* when the response started to wait, and bytes_sent then */
+    hs_timer_entry_t queue_timer; /* RequestQueue, while the request may still be queued */
+    struct hs_queue *queued_on;   /* that queue (a reference) while queue_timer is armed */
 
     char local_ip[48], peer_ip[48];
     int local_port, peer_port;
@@ -97,7 +108,8 @@ void hs__conn_on_request_update(hs_conn_t *c);
 void hs__conn_close(hs_conn_t *c);
 /* A CRL fetch ended (any of them): a connection waiting for one looks again. */
 void hs__conn_crl_news(hs_conn_t *c);
-/* The loop's once-a-second sweep: closes the connection if its deadline passed. */
-void hs__conn_check_deadline(hs_conn_t *c, uint64_t now_ms);
+/* The loop's wheel fired one of a connection's timers (hs_timer_fire_fn; t->owner is the
+ * connection). */
+void hs__conn_on_timer(hs_timer_entry_t *t, void *arg);
 
 #endif

@@ -25,6 +25,7 @@ SOURCES = [
     "certmap.c",
     "hsbench.c",
     "httperr.c",
+    "timer.c",
     "conn.c",
     "loop.c",
     "queue.c",

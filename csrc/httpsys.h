@@ -37,12 +37,18 @@ enum hs_limit {
     HS_LIMIT_MAX_BODY_BUFFER = 5
 };
 
-/* Connection timeouts (netsh http add timeout), in seconds; live: every wait that starts after
- * the change uses the new value. */
+/* Connection timeouts (netsh http add timeout), in seconds (minsendrate: bytes/s); live: every
+ * wait that starts after the change uses the new value. */
 enum hs_timeout {
     HS_TIMEOUT_IDLE_CONNECTION = 1, /* idleconnectiontimeout: keep-alive wait for the next request */
-    HS_TIMEOUT_HEADER_WAIT = 2      /* headerwaittimeout: wait for a whole request head */
+    HS_TIMEOUT_HEADER_WAIT = 2,     /* headerwaittimeout: wait for a whole request head */
+    HS_TIMEOUT_ENTITY_BODY = 3,     /* entitybodytimeout: gap between body bytes */
+    HS_TIMEOUT_DRAIN_ENTITY_BODY = 4, /* drainentitybodytimeout: gap while a body is dropped */
+    HS_TIMEOUT_REQUEST_QUEUE = 5,   /* requestqueuetimeout: wait in a queue for a worker */
+    HS_TIMEOUT_MIN_SEND_RATE = 6    /* minsendrate, in bytes/s (not seconds): slowest reader */
 };
+/* minsendrate's value that turns it off (HTTP.sys's MAXULONG). */
+#define HS_MIN_SEND_RATE_OFF 4294967295u
 
 /* Flags of a binding (sslcert options the core acts on). */
 enum hs_binding_flags {

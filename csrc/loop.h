@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 
 #include "hs_internal.h"
+#include "timer.h"
 
 struct hs_server;
 struct hs_conn;
@@ -45,6 +46,7 @@ typedef struct hs_loop {
     size_t n_signals, cap_signals;
     struct hs_conn *dead;          /* closed connections, freed after the current batch */
     uint64_t now_ms;               /* CLOCK_MONOTONIC in ms, read once per iteration */
+    hs_wheel_t wheel;              /* the connections' timers (loop thread only) */
     char date[64];                 /* cached IMF-fixdate for the current second */
     time_t date_sec;
 } hs_loop_t;

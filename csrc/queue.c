@@ -384,6 +384,32 @@ void hs__queue_signal(hs_queue_t *q)
     pthread_mutex_unlock(&q->mu);
 }
 
+int hs__queue_remove(hs_queue_t *q, hs_request_t *r)
+{
+    /* The queue is in arrival order and the oldest request times out first: the walk is short. */
+    pthread_mutex_lock(&q->mu);
+    hs_request_t *prev = NULL, *p = q->head;
+    while (p != NULL && p != r) {
+        prev = p;
+        p = p->qnext;
+    }
+    if (p != NULL) {
+        if (prev != NULL)
+            prev->qnext = r->qnext;
+        else
+            q->head = r->qnext;
+        if (q->tail == r)
+            q->tail = prev;
+        q->len--;
+        r->qnext = NULL;
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (p == NULL)
+        return 0;
+    hs__request_release(r); /* the reference the worker would have had */
+    return 1;
+}
+
 /* Stops the queue: waiting workers return HS_RESULT_SHUTDOWN and requests still queued are
  * answered 503 by the core (HTTPERR AppOffline). */
 void hs_queue_shutdown(hs_queue_t *q)

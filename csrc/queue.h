@@ -89,6 +89,9 @@ void hs__request_release(hs_request_t *r);
  * single request on a shared core. */
 int hs__queue_push(hs_queue_t *q, hs_request_t *r, int *need_signal);
 void hs__queue_signal(hs_queue_t *q);
+/* I/O thread: takes r out of q if no worker has received it yet (requestqueuetimeout), giving
+ * up the queue's reference. Returns 1 if it did, 0 if a worker has it. */
+int hs__queue_remove(hs_queue_t *q, hs_request_t *r);
 void hs__queue_ref(hs_queue_t *q);
 
 #endif

@@ -46,6 +46,10 @@ hs_server_t *hs_server_new(int io_threads, char *err, size_t errlen)
     s->max_body_buffer = DEFAULT_MAX_BODY_BUFFER;
     s->idle_ms = 120000;        /* HTTP.sys's defaults (reference 1.5) */
     s->header_wait_ms = 120000;
+    s->entity_body_ms = 120000;
+    s->drain_body_ms = 120000;
+    s->request_queue_ms = 120000;
+    s->min_send_rate = 150;
     hs__bindings_init(&s->bindings);
     hs__crlcache_init(&s->crl_cache);
     pthread_mutex_init(&s->cfg_lock, NULL);
@@ -148,17 +152,27 @@ int hs_server_crl_fetched(hs_server_t *s, const char *url, const unsigned char *
     return rc == 0 ? HS_RESULT_OK : HS_RESULT_INVALID_PARAMETER;
 }
 
-int hs_server_set_timeout(hs_server_t *s, int timeout, uint32_t seconds)
+int hs_server_set_timeout(hs_server_t *s, int timeout, uint32_t value)
 {
+    if (timeout == HS_TIMEOUT_MIN_SEND_RATE) {
+        /* bytes/s, a ULONG in HTTP.sys; 0 would close every response that waits at all. */
+        if (value < 1)
+            return HS_RESULT_INVALID_PARAMETER;
+        __atomic_store_n(&s->min_send_rate, value, __ATOMIC_RELAXED);
+        return HS_RESULT_OK;
+    }
     /* netsh keeps these as USHORT seconds; 0 would mean "never wait", which no client survives. */
-    if (seconds < 1 || seconds > 65535)
+    if (value < 1 || value > 65535)
         return HS_RESULT_INVALID_PARAMETER;
-    uint32_t *field = timeout == HS_TIMEOUT_IDLE_CONNECTION ? &s->idle_ms
-                      : timeout == HS_TIMEOUT_HEADER_WAIT   ? &s->header_wait_ms
-                                                            : NULL;
+    uint32_t *field = timeout == HS_TIMEOUT_IDLE_CONNECTION     ? &s->idle_ms
+                      : timeout == HS_TIMEOUT_HEADER_WAIT       ? &s->header_wait_ms
+                      : timeout == HS_TIMEOUT_ENTITY_BODY       ? &s->entity_body_ms
+                      : timeout == HS_TIMEOUT_DRAIN_ENTITY_BODY ? &s->drain_body_ms
+                      : timeout == HS_TIMEOUT_REQUEST_QUEUE     ? &s->request_queue_ms
+                                                                : NULL;
     if (field == NULL)
         return HS_RESULT_INVALID_PARAMETER;
-    __atomic_store_n(field, seconds * 1000u, __ATOMIC_RELAXED);
+    __atomic_store_n(field, value * 1000u, __ATOMIC_RELAXED);
     return HS_RESULT_OK;
 }
 

@@ -41,7 +41,8 @@ struct hs_server {
 
     /* Timeouts in ms, written by hs_server_set_timeout at any time and read by the I/O threads
      * whenever a wait starts (relaxed atomics: a wait may start with the old value). */
-    uint32_t idle_ms, header_wait_ms;
+    uint32_t idle_ms, header_wait_ms, entity_body_ms, drain_body_ms, request_queue_ms;
+    uint32_t min_send_rate; /* bytes/s; HS_MIN_SEND_RATE_OFF disables it, as MAXULONG does */
 
     /* The HTTPERR log (NULL: off), set before start; and the queue names it writes, kept until
      * the server is freed so that log records and requests may point at them. */

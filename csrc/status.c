@@ -57,6 +57,9 @@ static const hs_status_row_t rows[HS_REJECT_COUNT] = {
                                 "The request has an invalid line ending.", "Invalid_CR/LF"},
     [HS_REJECT_APP_OFFLINE] = {503, 0, "Service Unavailable", "Service Unavailable",
                                "Service Unavailable", "The service is unavailable.", "AppOffline"},
+    [HS_REJECT_QUEUE_TIMEOUT] = {503, 0, "Service Unavailable", "Service Unavailable",
+                                 "Service Unavailable", "The service is unavailable.",
+                                 "Timer_ReqQueue"},
     /* IIS's 403 substatus answers; the texts are IIS's names for them (reference 4.2). */
     [HS_REJECT_SSL_REQUIRED] = {403, 4, "Forbidden", "Forbidden", "Forbidden - SSL required",
                                 "SSL is required to view this resource.", "SSL_Required"},

@@ -36,7 +36,8 @@ enum hs_reject {
     HS_REJECT_CERT_UNTRUSTED = 23,  /* 403.16: untrusted chain or wrong usage */
     HS_REJECT_CERT_EXPIRED = 24,    /* 403.17: expired or not yet valid */
     HS_REJECT_MAPPER_DENIED = 25,   /* 403.12: SslMapCert and no mapping allows the certificate */
-    HS_REJECT_COUNT = 26
+    HS_REJECT_QUEUE_TIMEOUT = 26,   /* 503: Timer_ReqQueue (queued past requestqueuetimeout) */
+    HS_REJECT_COUNT = 27
 };
 
 typedef struct hs_status_row {

@@ -34,6 +34,7 @@ EXPECTED = {
     lib.HS_REJECT_CERT_EXPIRED: (403, "Forbidden - Client certificate has expired or is not yet valid",
                                  "ClientCert_Expired"),
     lib.HS_REJECT_MAPPER_DENIED: (403, "Forbidden - Mapper denied access", "Mapper_Denied"),
+    lib.HS_REJECT_QUEUE_TIMEOUT: (503, "Service Unavailable", "Timer_ReqQueue"),
 }
 
 # IIS substatus codes of the 403 answers (reference 4.2).
