@@ -116,6 +116,16 @@ static void ring(void)
     ok(hs__httperr_start(l) == HS_OK, "logging thread started");
     ok(hs__httperr_flush(l, 5000) == HS_OK, "flushed");
     ok(l->written == 4, "the 4 records were written");
+    snprintf(path, sizeof(path), "%s/httperr1.log", dir);
+    FILE *f = fopen(path, "r");
+    char line[256] = "";
+    for (int i = 0; f != NULL && i < 5 && fgets(line, sizeof(line), f) != NULL; i++)
+        ;
+    if (f != NULL)
+        fclose(f);
+    ok(strcmp(line, "2002-10-05 18:05:09 172.31.77.6 2094 172.31.77.6 80 HTTP/1.1 GET /x 404 - "
+                    "NotFound -\r\n") == 0,
+       "the ring carries the record whole (only its used bytes are copied)");
 
     /* Long lines: 4096 bytes hold the header and few of them, so the set rolls over. */
     static char uri[1500];
