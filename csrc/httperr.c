@@ -3,8 +3,11 @@
  * that writes them to httperr<N>.log (reference 3.4).
  *
  * The ring is multi-producer, single-consumer, under one mutex that producers hold only for the
- * copy of one record: the records in [tail, head) belong to the logging thread, which formats
- * and writes them without the lock and then moves tail. A producer that finds the ring full
+ * copy of one record: the bytes in [tail, head) belong to the logging thread, which formats and
+ * writes them without the lock and then moves tail. A record is packed as an entry: a small
+ * header, the record's fixed fields, then only the verb and URL bytes it uses, rounded up to 8
+ * bytes; an entry that would cross the end of the buffer is preceded by a skip entry filling the
+ * rest, so the logging thread reads every entry in one piece. A producer that finds the ring full
  * counts a drop and returns; nothing on an I/O thread ever waits for the disk. The logging
  * thread sleeps on a condition variable that a producer signals only when it sleeps.
  *
@@ -114,25 +117,64 @@ void hs__httperr_set_uri(hs_httperr_rec_t *rec, hs_str_t path, hs_str_t query)
 
 /* ---- the ring ---------------------------------------------------------------------------- */
 
+typedef struct entry {
+    uint32_t len;  /* bytes of the entry, header included, a multiple of 8 */
+    uint32_t skip; /* 1: filler up to the end of the buffer */
+} entry_t;
+
+#define FIXED_BYTES offsetof(hs_httperr_rec_t, verb)
+
+static size_t entry_len(const hs_httperr_rec_t *rec)
+{
+    size_t n = sizeof(entry_t) + FIXED_BYTES + rec->verb_len + rec->uri_len;
+    return (n + 7) & ~(size_t)7;
+}
+
 int hs__httperr_push(hs_httperr_t *l, const hs_httperr_rec_t *rec)
 {
+    size_t need = entry_len(rec);
     pthread_mutex_lock(&l->mu);
-    if (l->head - l->tail >= l->cap) {
+    size_t pos = (size_t)(l->head % l->ring_size);
+    size_t filler = pos + need > l->ring_size ? l->ring_size - pos : 0;
+    if (l->head - l->tail + filler + need > l->ring_size) {
         l->dropped++;
         pthread_mutex_unlock(&l->mu);
         return HS_ERROR;
     }
-    /* Only the bytes in use: a record is 4.5 KB, most of it the room for a 4096-byte URL. */
-    hs_httperr_rec_t *slot = &l->slots[l->head % l->cap];
-    memcpy(slot, rec, offsetof(hs_httperr_rec_t, verb));
-    memcpy(slot->verb, rec->verb, rec->verb_len);
-    memcpy(slot->uri, rec->uri, rec->uri_len);
-    l->head++;
+    if (filler > 0) {
+        *(entry_t *)(l->ring + pos) = (entry_t){(uint32_t)filler, 1};
+        l->head += filler;
+        pos = 0;
+    }
+    char *p = l->ring + pos;
+    *(entry_t *)p = (entry_t){(uint32_t)need, 0};
+    p += sizeof(entry_t);
+    memcpy(p, rec, FIXED_BYTES);
+    memcpy(p + FIXED_BYTES, rec->verb, rec->verb_len);
+    memcpy(p + FIXED_BYTES + rec->verb_len, rec->uri, rec->uri_len);
+    l->head += need;
+    l->pushed++;
     int wake = l->sleeping;
     pthread_mutex_unlock(&l->mu);
     if (wake)
         pthread_cond_signal(&l->cv);
     return HS_OK;
+}
+
+/* The logging thread: the entry at byte offset off back into a record; returns its length. */
+static size_t unpack(const hs_httperr_t *l, uint64_t off, hs_httperr_rec_t *rec, int *skip)
+{
+    const char *p = l->ring + off % l->ring_size;
+    entry_t e;
+    memcpy(&e, p, sizeof(e));
+    *skip = (int)e.skip;
+    if (e.skip)
+        return e.len;
+    p += sizeof(entry_t);
+    memcpy(rec, p, FIXED_BYTES);
+    memcpy(rec->verb, p + FIXED_BYTES, rec->verb_len);
+    memcpy(rec->uri, p + FIXED_BYTES + rec->verb_len, rec->uri_len);
+    return e.len;
 }
 
 static void deadline_in(struct timespec *ts, int timeout_ms)
@@ -152,7 +194,7 @@ int hs__httperr_flush(hs_httperr_t *l, int timeout_ms)
     deadline_in(&ts, timeout_ms < 0 ? 0 : timeout_ms);
     int rc = 0;
     pthread_mutex_lock(&l->mu);
-    uint64_t target = l->head;
+    uint64_t target = l->pushed;
     while (l->done < target && l->running && rc == 0)
         rc = pthread_cond_timedwait(&l->done_cv, &l->mu, &ts);
     int ok = l->done >= target;
@@ -254,19 +296,27 @@ static int write_batch(hs_httperr_t *l, const char *p, size_t n)
     return HS_OK;
 }
 
-/* Formats and writes records [from, to); returns how many could not be written. */
-static uint64_t write_records(hs_httperr_t *l, uint64_t from, uint64_t to, char *batch)
+/* Formats and writes the entries in bytes [from, to); returns how many records it found, and
+ * in *failed how many of them could not be written. */
+static uint64_t write_records(hs_httperr_t *l, uint64_t from, uint64_t to, char *batch,
+                              uint64_t *failed_out)
 {
     size_t used = 0;
-    uint64_t pending = 0, failed = 0;
+    uint64_t pending = 0, failed = 0, records = 0;
     char line[LINE_MAX_BYTES];
+    static __thread hs_httperr_rec_t rec; /* 4.5 KB: off the logging thread's stack */
     struct stat st;
     if (l->fd >= 0 && fstat(l->fd, &st) == 0)
         l->file_size = (uint64_t)st.st_size; /* other processes (serve --workers) append too */
     if (l->fd < 0 && open_file(l) != HS_OK)
         close_file(l); /* write_batch tries again; if it fails too, the lines count as failed */
-    for (uint64_t i = from; i < to; i++) {
-        size_t n = hs__httperr_format(&l->slots[i % l->cap], line, sizeof(line));
+    for (uint64_t off = from; off < to;) {
+        int skip;
+        off += unpack(l, off, &rec, &skip);
+        if (skip)
+            continue;
+        records++;
+        size_t n = hs__httperr_format(&rec, line, sizeof(line));
         /* Roll over when this line would take the file past its size; a file always gets at
          * least one line, however small max_bytes is. */
         int roll = l->fd >= 0 && l->file_size + used + n > l->max_bytes &&
@@ -289,7 +339,8 @@ static uint64_t write_records(hs_httperr_t *l, uint64_t from, uint64_t to, char 
     }
     if (write_batch(l, batch, used) != HS_OK)
         failed += pending;
-    return failed;
+    *failed_out = failed;
+    return records;
 }
 
 static void *log_main(void *arg)
@@ -305,14 +356,17 @@ static void *log_main(void *arg)
         }
         if (l->head == l->tail)
             break; /* stopping, and everything is written */
-        uint64_t from = l->tail, to = l->head;
+        uint64_t from = l->tail, to = l->head, failed = 0, n = l->pushed - l->done;
         pthread_mutex_unlock(&l->mu);
-        uint64_t failed = batch != NULL ? write_records(l, from, to, batch) : to - from;
+        if (batch != NULL)
+            n = write_records(l, from, to, batch, &failed);
+        else
+            failed = n; /* no memory for the batch: these lines are lost, and counted */
         pthread_mutex_lock(&l->mu);
         l->tail = to;
-        l->done = to;
+        l->done += n;
         l->failed += failed;
-        l->written += (to - from) - failed;
+        l->written += n - failed;
         pthread_cond_broadcast(&l->done_cv);
     }
     pthread_mutex_unlock(&l->mu);
@@ -323,7 +377,7 @@ static void *log_main(void *arg)
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
 
-hs_httperr_t *hs__httperr_new(const char *dir, uint64_t max_bytes, size_t ring_slots, char *err,
+hs_httperr_t *hs__httperr_new(const char *dir, uint64_t max_bytes, size_t ring_bytes, char *err,
                               size_t errlen)
 {
     struct stat st;
@@ -340,22 +394,26 @@ hs_httperr_t *hs__httperr_new(const char *dir, uint64_t max_bytes, size_t ring_s
                  (unsigned long long)max_bytes, HS_HTTPERR_MAX_BYTES_MIN);
         return NULL;
     }
+    size_t size = ring_bytes ? (ring_bytes + 7) & ~(size_t)7 : HS_HTTPERR_RING_DEFAULT;
+    if (size < HS_HTTPERR_RING_MIN) {
+        snprintf(err, errlen, "httperr ring: %zu bytes is less than %u", size, HS_HTTPERR_RING_MIN);
+        return NULL;
+    }
     hs_httperr_t *l = calloc(1, sizeof(*l));
-    size_t cap = ring_slots ? ring_slots : HS_HTTPERR_RING_DEFAULT;
     if (l != NULL) {
-        l->slots = malloc(cap * sizeof(*l->slots));
+        l->ring = malloc(size);
         l->dir = strdup(dir);
     }
-    if (l == NULL || l->slots == NULL || l->dir == NULL) {
+    if (l == NULL || l->ring == NULL || l->dir == NULL) {
         if (l != NULL) {
-            free(l->slots);
+            free(l->ring);
             free(l->dir);
         }
         free(l);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    l->cap = cap;
+    l->ring_size = size;
     l->max_bytes = max_bytes;
     l->fd = -1;
     l->file_no = last_file_no(dir);
@@ -396,7 +454,7 @@ void hs__httperr_free(hs_httperr_t *l)
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     pthread_cond_destroy(&l->done_cv);
-    free(l->slots);
+    free(l->ring);
     free(l->dir);
     free(l);
 }

@@ -2,8 +2,9 @@
  * The HTTPERR log (reference 3.4): one line for every answer the core gives itself and every
  * connection it drops or times out, in httperr<N>.log files with W3C header lines.
  *
- * I/O threads never touch the disk: they copy one fixed-size record into a ring buffer under a
- * short mutex hold and go on; a full ring counts the record as dropped instead of waiting. One
+ * I/O threads never touch the disk: they copy one record (its used bytes) into a ring buffer
+ * under a short mutex hold and go on; a full ring counts the record as dropped instead of
+ * waiting. One
  * logging thread per server formats the records (escaping is its job, not the I/O thread's),
  * writes them and rolls over to the next file at a configured size.
  */
@@ -18,8 +19,11 @@
 /* HTTP.sys's truncation limits for cs-method and cs-uri (reference 3.4). */
 #define HS_HTTPERR_VERB_MAX 255
 #define HS_HTTPERR_URI_MAX 4096
-/* Records the ring holds; beyond that, records are dropped and counted. */
-#define HS_HTTPERR_RING_DEFAULT 128
+/* Bytes of the ring: a typical record packs into about 200, so 1 MB absorbs a burst of some
+ * 5,000 lines (2,000 header waits expiring in the same tick); beyond that, records are dropped
+ * and counted. The minimum holds a few records of the largest size. */
+#define HS_HTTPERR_RING_DEFAULT (1u << 20)
+#define HS_HTTPERR_RING_MIN (16u << 10)
 /* ErrorLogFileTruncateSize default and minimum HTTP.sys accepts is 1 MB; tests go lower. */
 #define HS_HTTPERR_MAX_BYTES_DEFAULT (1u << 20)
 #define HS_HTTPERR_MAX_BYTES_MIN 4096u
@@ -43,10 +47,11 @@ typedef struct hs_httperr {
     pthread_mutex_t mu;
     pthread_cond_t cv;      /* the logging thread waits for records here */
     pthread_cond_t done_cv; /* flushers wait for the logging thread here */
-    hs_httperr_rec_t *slots;
-    size_t cap;
-    uint64_t head, tail; /* records [tail, head) belong to the logging thread */
-    uint64_t done;       /* records up to here are written (or failed) */
+    char *ring;          /* packed entries (httperr.c), never split at the end of the buffer */
+    size_t ring_size;
+    uint64_t head, tail; /* byte offsets: [tail, head) belongs to the logging thread */
+    uint64_t pushed;     /* records pushed */
+    uint64_t done;       /* records written (or failed) */
     uint64_t dropped, written, failed;
     int sleeping, stop, running;
     pthread_t thread;
@@ -60,9 +65,10 @@ typedef struct hs_httperr {
     int file_has_lines;
 } hs_httperr_t;
 
-/* Creates the log (not started) for dir with roll-over at max_bytes and ring_slots records.
+/* Creates the log (not started) for dir with roll-over at max_bytes and a ring of ring_bytes
+ * (0: the default; at least HS_HTTPERR_RING_MIN).
  * NULL with err set when dir is not a directory or memory is short. */
-hs_httperr_t *hs__httperr_new(const char *dir, uint64_t max_bytes, size_t ring_slots, char *err,
+hs_httperr_t *hs__httperr_new(const char *dir, uint64_t max_bytes, size_t ring_bytes, char *err,
                               size_t errlen);
 int hs__httperr_start(hs_httperr_t *l);
 /* Writes what is queued, stops the thread and frees everything. */

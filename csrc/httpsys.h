@@ -150,12 +150,12 @@ int hs_server_set_certmappings(hs_server_t *s, const char *spec, size_t len, cha
 uint32_t hs_server_connections(hs_server_t *s);
 
 /* The HTTPERR log (reference 3.4): httperr<N>.log files in dir (which must exist), rolled over at
- * max_bytes (0: 1 MB; at least 4096), written by a logging thread from a ring of ring_slots
- * records (0: 128) that the I/O threads never wait on. Set once, before start; dir NULL: off.
+ * max_bytes (0: 1 MB; at least 4096), written by a logging thread from a ring of ring_bytes
+ * (0: 1 MB; at least 16 KB) that the I/O threads never wait on. Set once, before start; dir NULL: off.
  * flush waits until what was logged before the call is written (HS_RESULT_TIMEOUT if not in
  * time); stats counts lines written, records dropped (ring full) and lines the disk refused. */
 int hs_server_set_httperr(hs_server_t *s, const char *dir, uint64_t max_bytes,
-                          uint32_t ring_slots, char *err, size_t errlen);
+                          uint32_t ring_bytes, char *err, size_t errlen);
 int hs_server_httperr_flush(hs_server_t *s, int timeout_ms);
 int hs_server_httperr_stats(hs_server_t *s, uint64_t *written, uint64_t *dropped,
                             uint64_t *failed);

@@ -197,7 +197,7 @@ const char *hs__server_intern(hs_server_t *s, const char *name)
 }
 
 int hs_server_set_httperr(hs_server_t *s, const char *dir, uint64_t max_bytes,
-                          uint32_t ring_slots, char *err, size_t errlen)
+                          uint32_t ring_bytes, char *err, size_t errlen)
 {
     /* The I/O threads read s->httperr without a lock: it is fixed once they run. */
     if (s->started || s->httperr != NULL) {
@@ -207,7 +207,7 @@ int hs_server_set_httperr(hs_server_t *s, const char *dir, uint64_t max_bytes,
     if (dir == NULL)
         return HS_RESULT_OK;
     s->httperr = hs__httperr_new(dir, max_bytes ? max_bytes : HS_HTTPERR_MAX_BYTES_DEFAULT,
-                                 ring_slots, err, errlen);
+                                 ring_bytes, err, errlen);
     return s->httperr != NULL ? HS_RESULT_OK : HS_RESULT_INVALID_PARAMETER;
 }
 

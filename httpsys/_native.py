@@ -139,10 +139,10 @@ class NativeServer:
     def set_timeout(self, which: int, seconds: int) -> None:
         check(lib.hs_server_set_timeout(self.handle, which, seconds), "timeout out of range")
 
-    def set_httperr(self, directory: str, max_bytes: int, ring_slots: int = 0) -> None:
+    def set_httperr(self, directory: str, max_bytes: int, ring_bytes: int = 0) -> None:
         """Turns on the HTTPERR log in an existing directory (before start)."""
         err = _errbuf()
-        rc = lib.hs_server_set_httperr(self.handle, directory.encode(), max_bytes, ring_slots, err, 512)
+        rc = lib.hs_server_set_httperr(self.handle, directory.encode(), max_bytes, ring_bytes, err, 512)
         detail = ffi.string(err).decode("utf-8", "replace")
         check(rc, "cannot open the HTTPERR log", err,
               param="httperr_max_bytes" if detail.startswith("httperr_max_bytes") else "httperr_dir")

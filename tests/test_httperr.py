@@ -357,3 +357,29 @@ def test_timer_with_a_request_in_flight_logs_its_fields_once(logged, ca_file):
         "127.0.0.1", str(cport), "127.0.0.1", str(run.port), "HTTP/1.1", "POST", "/upload/e", "-",
         "-", "Timer_EntityBody", name]
     still_serves(run, ca_file)
+
+
+def test_a_burst_of_expiries_is_logged_whole(logged, ca_file):
+    """200 header waits that expire within a few ticks of each other: 200 Timer_HeaderWait lines,
+    none dropped (the ring holds about 5,000 such records)."""
+    run, log_dir = logged()
+    run.srv.set_timeout("headerwaittimeout", 1)
+    socks = []
+    try:
+        for _ in range(200):
+            cm = tls_socket(run.port, ca_file)
+            sock = cm.__enter__()
+            socks.append((cm, sock))
+            sock.sendall(b"GET /api/ HTTP/1.1\r\n")
+        ports = sorted(sock.getsockname()[1] for _, sock in socks)
+        for _, sock in socks:
+            assert recv_all(sock, timeout=30) == b""
+    finally:
+        for cm, _ in socks:
+            cm.__exit__(None, None, None)
+    assert run.srv.flush_httperr()
+    recs = records(log_dir)
+    assert sorted(int(r[3]) for r in recs) == ports
+    assert {r[11] for r in recs} == {"Timer_HeaderWait"}
+    assert run.srv.httperr_stats()["dropped"] == 0
+    still_serves(run, ca_file)

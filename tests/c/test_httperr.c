@@ -96,26 +96,31 @@ static size_t count_lines(const char *path, size_t *headers)
 static void ring(void)
 {
     char dir[] = "/tmp/httperr-test-XXXXXX", err[256], path[128];
+    hs_httperr_rec_t rec;
     ok(mkdtemp(dir) != NULL, "temporary directory");
     ok(hs__httperr_new(dir, 100, 4, err, sizeof(err)) == NULL && strstr(err, "max_bytes"),
        "a roll-over size under 4096 is refused: %s", err);
     ok(hs__httperr_new("/nonexistent/dir", 1 << 20, 4, err, sizeof(err)) == NULL,
        "a missing directory is refused: %s", err);
 
-    hs_httperr_t *l = hs__httperr_new(dir, 4096, 4, err, sizeof(err));
+    ok(hs__httperr_new(dir, 4096, 1000, err, sizeof(err)) == NULL && strstr(err, "ring"),
+       "a ring under 16 KB is refused: %s", err);
+    hs_httperr_t *l = hs__httperr_new(dir, 4096, HS_HTTPERR_RING_MIN, err, sizeof(err));
     ok(l != NULL, "log created");
-    hs_httperr_rec_t rec = make_rec("GET", "/x", 404, "NotFound");
+    rec = make_rec("GET", "/x", 404, "NotFound");
+    size_t each = entry_len(&rec), fit = HS_HTTPERR_RING_MIN / each;
     int accepted = 0;
-    /* Nobody drains the ring yet: after 4 records every push returns at once, dropped. */
-    for (int i = 0; i < 10; i++)
+    /* Nobody drains the ring yet: once it is full every push returns at once, dropped. */
+    for (size_t i = 0; i < fit + 10; i++)
         accepted += hs__httperr_push(l, &rec) == HS_OK;
-    ok(accepted == 4 && l->dropped == 6, "a full ring drops (4 taken, %llu dropped)",
+    ok((size_t)accepted == fit && l->dropped == 10,
+       "a full ring drops (%d of %zu-byte entries taken, %llu dropped)", accepted, each,
        (unsigned long long)l->dropped);
     ok(hs__httperr_flush(l, 10) == HS_AGAIN, "flush before start reports the lines unwritten");
 
     ok(hs__httperr_start(l) == HS_OK, "logging thread started");
     ok(hs__httperr_flush(l, 5000) == HS_OK, "flushed");
-    ok(l->written == 4, "the 4 records were written");
+    ok(l->written == (uint64_t)accepted, "the %d records were written", accepted);
     snprintf(path, sizeof(path), "%s/httperr1.log", dir);
     FILE *f = fopen(path, "r");
     char line[256] = "";
@@ -127,18 +132,21 @@ static void ring(void)
                     "NotFound -\r\n") == 0,
        "the ring carries the record whole (only its used bytes are copied)");
 
-    /* Long lines: 4096 bytes hold the header and few of them, so the set rolls over. */
+    /* Long lines: 4096 bytes hold the header and few of them, so the set rolls over; 300 of
+     * them go round the ring several times, through the filler at its end. */
     static char uri[1500];
     memset(uri, 'r', sizeof(uri) - 1);
     uri[0] = '/';
     rec = make_rec("GET", uri, 404, "NotFound");
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < 300; i++) {
         while (hs__httperr_push(l, &rec) != HS_OK)
             hs__httperr_flush(l, 1000);
     }
-    ok(hs__httperr_flush(l, 5000) == HS_OK && l->written == 12, "all 12 lines written");
+    uint64_t want = (uint64_t)accepted + 300;
+    ok(hs__httperr_flush(l, 5000) == HS_OK && l->written == want, "all %llu lines written",
+       (unsigned long long)want);
     size_t total = 0, files = 0, headers;
-    for (unsigned n = 1; n < 20; n++) {
+    for (unsigned n = 1; n < 1000; n++) {
         struct stat st;
         snprintf(path, sizeof(path), "%s/httperr%u.log", dir, n);
         if (stat(path, &st) != 0)
@@ -149,7 +157,8 @@ static void ring(void)
            "%s: header lines, %lld bytes, mode 0600", path, (long long)st.st_size);
         unlink(path);
     }
-    ok(files >= 3 && total == 12, "rolled over into %zu files holding all %zu lines", files, total);
+    ok(files >= 100 && total == want, "rolled over into %zu files holding all %zu lines", files,
+       total);
     hs__httperr_free(l);
     rmdir(dir);
 }
