@@ -475,17 +475,27 @@ static void release_idle_buffers(hs_conn_t *c)
 
 /* ---- output ------------------------------------------------------------------------------ */
 
-/* The socket is full: from now on the client must take the response at minsendrate on average,
- * checked every SEND_CHECK_MS until the socket drains (flush cancels it then). */
+/* MinSendRate, as HTTP.sys applies it to each send: the bytes queued when the socket filled
+ * must be taken by the client within their length / minsendrate seconds (at least
+ * SEND_CHECK_MS), then the next period starts with what is queued then. Bytes already in the
+ * kernel's buffers are not counted, so a big socket buffer gives no extra time. */
+static void send_period(hs_conn_t *c, uint64_t rate)
+{
+    c->send_mark = c->bytes_sent;
+    c->send_owed = hs__buf_pending(&c->wire_out);
+    uint64_t ms = c->send_owed * 1000u / rate;
+    hs__wheel_add(&c->loop->wheel, &c->send_timer,
+                  c->loop->now_ms + (ms > SEND_CHECK_MS ? ms : SEND_CHECK_MS),
+                  HS_TIMER_MIN_SEND_RATE);
+}
+
+/* The socket is full: the response now waits for the client (flush cancels it once the socket
+ * takes everything). */
 static void watch_send_rate(hs_conn_t *c)
 {
-    if (hs__timer_armed(&c->send_timer) ||
-        hs__server_timeout_ms(&c->loop->server->min_send_rate) == HS_MIN_SEND_RATE_OFF)
-        return;
-    c->send_mark_ms = c->loop->now_ms;
-    c->send_mark_bytes = c->bytes_sent;
-    hs__wheel_add(&c->loop->wheel, &c->send_timer, c->loop->now_ms + SEND_CHECK_MS,
-                  HS_TIMER_MIN_SEND_RATE);
+    uint32_t rate = hs__server_timeout_ms(&c->loop->server->min_send_rate);
+    if (!hs__timer_armed(&c->send_timer) && rate != HS_MIN_SEND_RATE_OFF)
+        send_period(c, rate);
 }
 
 static void flush(hs_conn_t *c)
@@ -1169,7 +1179,6 @@ void hs__conn_on_request_update(hs_conn_t *c)
     hs_request_t *r = c->req;
     if (c->closed || r == NULL)
         return;
-    unwatch_queue(c); /* a worker has it: it changed it */
     if (c->state == HS_CONN_READ_BODY) {
         read_body(c); /* the worker may have made room */
         if (c->closed)
@@ -1235,21 +1244,17 @@ static void on_timer(hs_conn_t *c, int kind)
     }
 }
 
-/* MinSendRate: since the response started to wait for the client, it must have taken
- * minsendrate bytes a second on average. */
+/* MinSendRate: the period ran out; the client must have taken what was queued at its start. */
 static void check_send_rate(hs_conn_t *c)
 {
-    uint64_t rate = __atomic_load_n(&c->loop->server->min_send_rate, __ATOMIC_RELAXED);
+    uint32_t rate = hs__server_timeout_ms(&c->loop->server->min_send_rate);
     if (!c->write_blocked || rate == HS_MIN_SEND_RATE_OFF)
         return;
-    uint64_t elapsed = c->loop->now_ms - c->send_mark_ms;
-    uint64_t sent = c->bytes_sent - c->send_mark_bytes;
-    if (sent * 1000u < rate * elapsed) {
+    if (c->bytes_sent - c->send_mark < c->send_owed) {
         on_timer(c, HS_TIMER_MIN_SEND_RATE);
         return;
     }
-    hs__wheel_add(&c->loop->wheel, &c->send_timer, c->loop->now_ms + SEND_CHECK_MS,
-                  HS_TIMER_MIN_SEND_RATE);
+    send_period(c, rate);
 }
 
 /* RequestQueue: the request is answered only if no worker has received it yet. */

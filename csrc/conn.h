@@ -90,7 +90,8 @@ typedef struct hs_conn {
     uint64_t wait_until;
     hs_timer_entry_t send_timer;  /* MinSendRate, while the response waits for the client */
     uint64_t bytes_sent;          /* bytes the socket took, ever */
-    uint64_t send_mark_ms, send_mark_bytes; /* when the response started to wait, and bytes_sent then */
+    uint64_t send_mark;           /* bytes_sent when the current MinSendRate period began */
+    uint64_t send_owed;           /* bytes queued then, which the period allows owed/rate s for */
     hs_timer_entry_t queue_timer; /* RequestQueue, while the request may still be queued */
     struct hs_queue *queued_on;   /* that queue (a reference) while queue_timer is armed */
 

@@ -358,6 +358,7 @@ int hs__queue_push(hs_queue_t *q, hs_request_t *r, int *need_signal)
     } else {
         hs__request_ref(r); /* the worker's reference, given up by its final send */
         r->qnext = NULL;
+        r->queued = 1;
         if (q->tail)
             q->tail->qnext = r;
         else
@@ -388,7 +389,7 @@ int hs__queue_remove(hs_queue_t *q, hs_request_t *r)
 {
     /* The queue is in arrival order and the oldest request times out first: the walk is short. */
     pthread_mutex_lock(&q->mu);
-    hs_request_t *prev = NULL, *p = q->head;
+    hs_request_t *prev = NULL, *p = r->queued ? q->head : NULL;
     while (p != NULL && p != r) {
         prev = p;
         p = p->qnext;
@@ -402,6 +403,7 @@ int hs__queue_remove(hs_queue_t *q, hs_request_t *r)
             q->tail = prev;
         q->len--;
         r->qnext = NULL;
+        r->queued = 0;
     }
     pthread_mutex_unlock(&q->mu);
     if (p == NULL)
@@ -419,6 +421,8 @@ void hs_queue_shutdown(hs_queue_t *q)
     hs_request_t *pending = q->head;
     q->head = q->tail = NULL;
     q->len = 0;
+    for (hs_request_t *p = pending; p != NULL; p = p->qnext)
+        p->queued = 0;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
     while (pending != NULL) {
@@ -467,6 +471,7 @@ int hs_queue_receive(hs_queue_t *q, int timeout_ms, hs_request_info_t *info)
     if (q->head == NULL)
         q->tail = NULL;
     q->len--;
+    r->queued = 0;
     pthread_mutex_unlock(&q->mu);
     info->req = r;
     info->environ = r->env;

@@ -45,6 +45,7 @@ typedef struct hs_request {
     struct hs_loop *loop;
     struct hs_conn *conn;     /* I/O thread only; NULL once the connection is gone */
     struct hs_request *qnext; /* queue link (queue mutex) */
+    int queued;               /* in its queue, not yet received by a worker (queue mutex) */
     struct hs_request *post_next; /* loop's posted list (loop mutex) */
     int posted;                   /* on the loop's posted list (loop mutex) */
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from . import cli, demo, urlprefix, workers
 from .errors import AccessDeniedError, HttpsysError, InvalidParameterError
-from .server import DEFAULT_TIMEOUT, Server
+from .server import TIMEOUT_DEFAULTS, Server
 
 #: The application ID of the binding ``httpsys demo`` creates (netsh requires an appid).
 DEMO_APPID = "{6f0b2c1e-5d3a-4e8b-9c47-2a1d8e3f9b60}"
@@ -267,7 +267,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     watcher = None
     try:
         for name, seconds in sorted(timeouts.items()):
-            srv.set_timeout(name, seconds or DEFAULT_TIMEOUT)  # 0: the default
+            srv.set_timeout(name, seconds or TIMEOUT_DEFAULTS[name])  # 0: the default
         flags = getattr(args, "app_ssl_flags", None) or [None] * len(apps)
         for (prefix, target), ssl_flags in zip(apps, flags):
             _add_app(srv, str(prefix), _load(target), ssl_flags)

@@ -31,13 +31,35 @@ DEFAULT_HTTPERR_MAX_BYTES = 1 << 20
 #: Numbers the servers of this process, for their request queue names.
 _server_numbers = itertools.count(1)
 
-#: netsh timeouttype names → the core's timeouts.
+#: netsh timeouttype names → the core's timeouts (HTTP_TIMEOUT_LIMIT_INFO, reference 1.5).
 TIMEOUTS = {
     "idleconnectiontimeout": lib.HS_TIMEOUT_IDLE_CONNECTION,
     "headerwaittimeout": lib.HS_TIMEOUT_HEADER_WAIT,
+    "entitybodytimeout": lib.HS_TIMEOUT_ENTITY_BODY,
+    "drainentitybodytimeout": lib.HS_TIMEOUT_DRAIN_ENTITY_BODY,
+    "requestqueuetimeout": lib.HS_TIMEOUT_REQUEST_QUEUE,
+    "minsendrate": lib.HS_TIMEOUT_MIN_SEND_RATE,
 }
 #: HTTP.sys's value for a timeout never set (seconds).
 DEFAULT_TIMEOUT = 120
+#: Every timeout's default: 120 seconds, and minsendrate 150 bytes a second.
+TIMEOUT_DEFAULTS = {name: DEFAULT_TIMEOUT for name in TIMEOUTS} | {"minsendrate": 150}
+#: The largest value of each: seconds are USHORT, minsendrate a ULONG whose largest value
+#: (MAXULONG) turns the check off.
+TIMEOUT_MAXIMUM = {name: 65535 for name in TIMEOUTS} | {"minsendrate": lib.HS_MIN_SEND_RATE_OFF}
+
+
+def check_timeout(timeouttype: str, value: object) -> int:
+    """``value`` if it is a valid setting of ``timeouttype``; InvalidParameterError names the
+    timeouttype or the value otherwise."""
+    if timeouttype not in TIMEOUTS:
+        raise InvalidParameterError(
+            f"timeouttype must be one of {', '.join(TIMEOUTS)}, not {timeouttype!r}", param="timeouttype")
+    high = TIMEOUT_MAXIMUM[timeouttype]
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+        unit = "bytes a second" if timeouttype == "minsendrate" else "seconds"
+        raise InvalidParameterError(f"{timeouttype} must be 1-{high} {unit}, not {value!r}", param="value")
+    return value
 
 # Options that set a core flag when true, and the ones that set it when false.
 _FLAG_NAMES = {
@@ -104,6 +126,7 @@ class Server:
 
     def __init__(self, io_threads: int = 1, workers: int | None = None, *,
                  queue_limit: int = DEFAULT_QUEUE_LIMIT, limits: Mapping[str, int] | None = None,
+                 timeouts: Mapping[str, int] | None = None,
                  iplisten: Iterable[str] = ("0.0.0.0",), httperr_dir: str | os.PathLike[str] | None = None,
                  httperr_max_bytes: int = DEFAULT_HTTPERR_MAX_BYTES) -> None:
         """``httperr_dir`` turns on the HTTPERR log (reference 3.4): ``httperr<N>.log`` files in
@@ -132,6 +155,11 @@ class Server:
         self._fetcher: Any = None  # httpsys.crlfetch.CrlFetcher, from start() to close()
         for name, value in (limits or {}).items():
             self._native.set_limit(name, value)
+        if timeouts is not None and not isinstance(timeouts, Mapping):
+            raise InvalidParameterError(f"timeouts must be a mapping such as {{'headerwaittimeout': 5}}, "
+                                        f"not {timeouts!r}", param="timeouts")
+        for name, value in (timeouts or {}).items():
+            self.set_timeout(name, value)
 
     # ---- HTTPERR log ------------------------------------------------------------------------
 
@@ -166,17 +194,15 @@ class Server:
     # ---- timeouts ---------------------------------------------------------------------------
 
     def set_timeout(self, timeouttype: str, seconds: int) -> None:
-        """Sets ``idleconnectiontimeout`` (keep-alive wait) or ``headerwaittimeout`` (wait for a
-        whole request head), 1-65535 seconds, as ``netsh http add timeout``. Live: every wait that
-        starts afterwards uses it. InvalidParameterError names a bad type or value.
+        """Sets one of HTTP.sys's timeouts, as ``netsh http add timeout``, 1-65535 seconds:
+        ``idleconnectiontimeout`` (keep-alive wait), ``headerwaittimeout`` (wait for a whole
+        request head), ``entitybodytimeout`` (gap between body bytes), ``drainentitybodytimeout``
+        (the same while a body the app did not read is dropped), ``requestqueuetimeout`` (wait in
+        the queue for a worker; then 503); or ``minsendrate`` in bytes a second (a client that
+        takes the response more slowly is dropped; 4294967295 turns it off). Live: every wait
+        that starts afterwards uses it. InvalidParameterError names a bad type or value.
         """
-        if timeouttype not in TIMEOUTS:
-            raise InvalidParameterError(
-                f"timeouttype must be one of {', '.join(TIMEOUTS)}, not {timeouttype!r}", param="timeouttype")
-        if not isinstance(seconds, int) or isinstance(seconds, bool) or not 1 <= seconds <= 65535:
-            raise InvalidParameterError(f"{timeouttype} must be 1-65535 seconds, not {seconds!r}",
-                                        param="value")
-        self._native.set_timeout(TIMEOUTS[timeouttype], seconds)
+        self._native.set_timeout(TIMEOUTS[timeouttype], check_timeout(timeouttype, seconds))
 
     # ---- certificates ----------------------------------------------------------------------
 

@@ -183,6 +183,22 @@ BEGIN SELECT RAISE(ABORT, 'private keys are kept for MY certificates only'); END
 WHEN (SELECT store FROM certificates WHERE thumbprint = NEW.thumbprint) NOT IN ('ROOT', 'CA')
 BEGIN SELECT RAISE(ABORT, 'trust lists hold ROOT and CA certificates only'); END""",
     ),
+    (
+        # The rest of HTTP.sys's timeouts (HTTP_TIMEOUT_LIMIT_INFO): seconds are USHORT, like
+        # the first two; minsendrate is bytes a second, a ULONG. SQLite cannot widen a CHECK, so
+        # the table is copied into a new one.
+        """CREATE TABLE timeouts_new (
+    timeouttype TEXT PRIMARY KEY
+        CHECK (timeouttype IN ('idleconnectiontimeout', 'headerwaittimeout', 'entitybodytimeout',
+                               'drainentitybodytimeout', 'requestqueuetimeout', 'minsendrate')),
+    value INTEGER NOT NULL
+        CHECK (value BETWEEN 0 AND CASE timeouttype WHEN 'minsendrate' THEN 4294967295
+                                                    ELSE 65535 END)
+)""",
+        "INSERT INTO timeouts_new (timeouttype, value) SELECT timeouttype, value FROM timeouts",
+        "DROP TABLE timeouts",
+        "ALTER TABLE timeouts_new RENAME TO timeouts",
+    ),
 ]
 
 

@@ -30,7 +30,8 @@ Theory of operation:
 - iplisten addresses go to ``Server.set_iplisten`` (an empty list: every address); a change
   the server refuses (an address it cannot listen on) keeps the old set and is logged, and is
   tried again on the next change of the store. Timeouts go to ``Server.set_timeout``; a
-  timeout deleted from the store (or stored as 0) goes back to the default, 120 seconds.
+  timeout deleted from the store (or stored as 0) goes back to the default, 120 seconds
+  (minsendrate: 150 bytes a second).
 - Client-certificate mappings (the ``certmapping`` table, in evaluation order) go to
   ``Server.set_certmappings`` as one list of ``httpsys.certmapping`` objects whenever any of
   them changed. A refused list (a damaged row, or a server that cannot map certificates) is
@@ -57,7 +58,7 @@ from .certmapstore import MappingRow, read_rows
 from .certstore import CertStore
 from .ctlstore import CtlStore, check_store_name
 from .errors import HttpsysError, NotFoundError
-from .server import DEFAULT_TIMEOUT, TIMEOUTS
+from .server import TIMEOUT_DEFAULTS, TIMEOUTS
 from .store import SSLCERT_PARAMS, Store
 
 if TYPE_CHECKING:
@@ -390,8 +391,8 @@ class StoreWatcher:
     def _apply_timeouts(self, timeouts: dict[str, int]) -> None:
         setter = getattr(self.server, "set_timeout", None)
         for name in TIMEOUTS:
-            old = self.timeouts.get(name) or DEFAULT_TIMEOUT
-            new = timeouts.get(name) or DEFAULT_TIMEOUT  # absent or 0: the default
+            old = self.timeouts.get(name) or TIMEOUT_DEFAULTS[name]
+            new = timeouts.get(name) or TIMEOUT_DEFAULTS[name]  # absent or 0: the default
             if setter is None or new == old:
                 continue
             try:
@@ -399,7 +400,8 @@ class StoreWatcher:
             except Exception as e:  # noqa: BLE001 - keep serving with the old value
                 log.warning("timeout %s=%d not applied: %s", name, new, e)
                 continue
-            log.info("timeout %s is now %d seconds", name, new)
+            log.info("timeout %s is now %d %s", name, new,
+                     "bytes a second" if name == "minsendrate" else "seconds")
         self.timeouts = dict(timeouts)
 
     def _apply_certmappings(self, rows: tuple[MappingRow, ...]) -> None:

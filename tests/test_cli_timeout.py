@@ -13,9 +13,14 @@ from httpsys.store import Store
 HEADER = "\nTimeout Values:\n---------------\n\n"
 
 
-def shown(idle: int, header_wait: int) -> str:
+def shown(idle: int, header_wait: int, entity: int = 120, drain: int = 120, queue: int = 120,
+          rate: int = 150) -> str:
     return (HEADER + f"    Idle Connection Timeout (secs) : {idle}\n"
-            f"    Header Wait Timeout (secs)     : {header_wait}\n\n")
+            f"    Header Wait Timeout (secs)     : {header_wait}\n"
+            f"    Entity Body Timeout (secs)     : {entity}\n"
+            f"    Drain Body Timeout (secs)      : {drain}\n"
+            f"    Request Queue Timeout (secs)   : {queue}\n"
+            f"    Minimum Send Rate (bytes/sec)  : {rate}\n\n")
 
 
 @pytest.fixture
@@ -53,6 +58,9 @@ def test_round_trip_and_defaults(cli: Cli) -> None:
     [
         (["timeouttype=idletimeout", "value=5"], "timeouttype"),
         (["timeouttype=headerwaittimeout", "value=65536"], "value"),
+        (["timeouttype=requestqueuetimeout", "value=0x10000"], "value"),
+        (["timeouttype=minsendrate", "value=4294967296"], "value"),
+        (["timeouttype=minsendrates", "value=150"], "timeouttype"),
         (["timeouttype=headerwaittimeout", "value=-1"], "value"),
         (["timeouttype=headerwaittimeout", "value=0xZZ"], "value"),
         (["timeouttype=headerwaittimeout"], "value"),
@@ -67,3 +75,17 @@ def test_bad_parameter_names_it(cli: Cli, args: list[str], param: str) -> None:
     assert r.err.startswith("The parameter is incorrect.\n") and param in r.err, r
     assert state(cli) == before
     assert cli.ok("http", "show", "timeout") == shown(120, 7)
+
+
+def test_the_rest_of_httpsys_timeouts(cli: Cli) -> None:
+    """entitybodytimeout, drainentitybodytimeout, requestqueuetimeout (seconds, USHORT) and
+    minsendrate (bytes a second, ULONG) beside netsh's two."""
+    cli.ok("http", "add", "timeout", "timeouttype=entitybodytimeout", "value=5")
+    cli.ok("http", "add", "timeout", "timeouttype=DrainEntityBodyTimeout", "value=6")
+    cli.ok("http", "add", "timeout", "requestqueuetimeout", "65535")
+    cli.ok("http", "add", "timeout", "timeouttype=minsendrate", "value=0xFFFFFFFF")
+    assert cli.ok("http", "show", "timeout") == shown(120, 120, 5, 6, 65535, 4294967295)
+    assert state(cli)[1] == [("drainentitybodytimeout", 6), ("entitybodytimeout", 5),
+                             ("minsendrate", 4294967295), ("requestqueuetimeout", 65535)]
+    cli.ok("http", "delete", "timeout", "timeouttype=minsendrate")
+    assert cli.ok("http", "show", "timeout") == shown(120, 120, 5, 6, 65535)

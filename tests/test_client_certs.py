@@ -393,7 +393,7 @@ def test_a_client_that_does_not_answer_gets_403_7_after_the_wait(server: Callabl
     with clients.tls_socket(run.port, context=ctx) as sock:
         sock.sendall(b"GET /req/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
         # Not reading: the CertificateRequest waits unprocessed in our socket buffer. The core
-        # gives up after 1 s (plus its 1 s sweep) and answers as if no certificate came.
+        # gives up after 1 s (plus a 50 ms wheel tick) and answers as if no certificate came.
         time.sleep(2.5)
         resp = clients.read_response(sock, bytearray())
     assert resp.status == 403 and resp.body == BODY_403_7

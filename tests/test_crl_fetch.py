@@ -119,7 +119,7 @@ def test_a_slow_distribution_point_is_bounded_by_urlretrievaltimeout(
     resp = fetch(run.port, "/req/", mtls.client_context(good))
     waited = time.monotonic() - t0
     assert resp.status == 403 and b"HTTP Error 403.13. " in resp.body  # unknown: fail closed
-    # The fetch gave up after 0.3 s (the answer may wait for the 1 s margin or the sweep), long
+    # The fetch gave up after 0.3 s (the answer may wait for the 1 s margin or a wheel tick), long
     # before the distribution point would have answered.
     assert waited < 3.5, waited
 

@@ -343,19 +343,35 @@ def test_queue_full_and_app_offline(logged, ca_file):
 
 def test_timer_with_a_request_in_flight_logs_its_fields_once(logged, ca_file):
     """EntityBody runs out while the app waits for the body: one Timer_EntityBody line with the
-    request's fields, and no Connection_Dropped line besides."""
-    from httpsys._native import lib
+    request's fields (no Connection_Dropped line besides); RequestQueue runs out for a request no
+    worker took: its 503 is logged Timer_ReqQueue."""
+    entered, release = threading.Event(), threading.Event()
 
-    run, log_dir = logged({"/api/": hello_app, "/upload/": body_reader}, workers=1)
-    name = {g["urls"][0]: g["queue"] for g in run.srv.servicestate()["url_groups"]}[
-        run.prefix("/upload/")]
-    run.srv._native.set_timeout(lib.HS_TIMEOUT_ENTITY_BODY, 1)  # no Server API for it yet
-    raw, cport = send(run.port, head(run.port, "/upload/e", "POST",
-                                     extra="Content-Length: 100\r\n") + b"x", ca_file)
+    def blocking_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        entered.set()
+        release.wait(30)
+        return hello_app(environ, start_response)
+
+    run, log_dir = logged({"/api/": hello_app, "/upload/": body_reader, "/slow/": blocking_app},
+                          workers=1, timeouts={"entitybodytimeout": 1, "requestqueuetimeout": 1})
+    names = {g["urls"][0]: g["queue"] for g in run.srv.servicestate()["url_groups"]}
+    raw, body_port = send(run.port, head(run.port, "/upload/e", "POST",
+                                         extra="Content-Length: 100\r\n") + b"x", ca_file)
     assert b"HTTP/" not in raw  # closed without an answer
-    assert only_record(run, log_dir) == [
-        "127.0.0.1", str(cport), "127.0.0.1", str(run.port), "HTTP/1.1", "POST", "/upload/e", "-",
-        "-", "Timer_EntityBody", name]
+    with tls_socket(run.port, ca_file) as a:
+        a.sendall(head(run.port, "/slow/a"))
+        assert entered.wait(30)  # the one worker of /slow/ is busy
+        raw, queued_port = send(run.port, head(run.port, "/slow/b"), ca_file)
+        assert parse_responses(raw)[0].status == 503
+        release.set()
+        assert parse_responses(recv_all(a, timeout=10))[0].status == 200
+    assert run.srv.flush_httperr()
+    assert [r[2:] for r in records(log_dir)] == [
+        ["127.0.0.1", str(body_port), "127.0.0.1", str(run.port), "HTTP/1.1", "POST", "/upload/e", "-",
+         "-", "Timer_EntityBody", names[run.prefix("/upload/")]],
+        ["127.0.0.1", str(queued_port), "127.0.0.1", str(run.port), "HTTP/1.1", "GET", "/slow/b", "503",
+         "-", "Timer_ReqQueue", names[run.prefix("/slow/")]],
+    ]
     still_serves(run, ca_file)
 
 

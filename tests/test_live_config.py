@@ -90,7 +90,7 @@ def test_header_wait_timeout_added_with_the_cli_is_live(run, tmp_path, pki):  # 
             closed_within(port, 2.5)
         assert http_cli(tmp_path / "store.db", "add", "timeout",
                         "timeouttype=headerwaittimeout", "value=1") == "Timeout successfully added\n"
-        # The watcher polls every 20 ms; 1 s plus the 1 s deadline sweep, with margin.
+        # The watcher polls every 20 ms; 1 s plus a 50 ms tick of the timer wheel, with margin.
         wait_for(lambda: closed_within(port, 6) < 6, 15, "silent connection closed")
         # Deleted: back to 120 s.
         http_cli(tmp_path / "store.db", "delete", "timeout", "timeouttype=headerwaittimeout")
@@ -102,6 +102,38 @@ def test_header_wait_timeout_added_with_the_cli_is_live(run, tmp_path, pki):  # 
     assert rc == 0, proc.err
     assert "timeout headerwaittimeout is now 1 seconds" in proc.err
     assert "timeout headerwaittimeout is now 120 seconds" in proc.err
+
+
+def stalled_upload_closed_within(port: int, limit: float) -> float:
+    """Starts a POST whose body never comes; the seconds until the server closed it."""
+    with clients.tls_socket(port) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\n\r\nab")
+        t0 = time.monotonic()
+        clients.recv_all(sock, timeout=limit)
+        return time.monotonic() - t0
+
+
+def test_body_timeouts_and_min_send_rate_added_with_the_cli_are_live(run, tmp_path, pki):  # noqa: F811
+    port = free_port()
+    store, _ = _store_with_binding(tmp_path, pki, port)
+    store.close()
+    proc = run("serve", "--app", f"https://+:{port}/=httpsys.demo:app", "--workers", "1")
+    try:
+        proc.wait_listening(port)
+        with pytest.raises(clients.NotClosed):  # 120 s by default
+            stalled_upload_closed_within(port, 2.5)
+        # Whether the app has answered (the body is then drained) or not, 1 s applies.
+        for kind in ("entitybodytimeout", "drainentitybodytimeout"):
+            http_cli(tmp_path / "store.db", "add", "timeout", f"timeouttype={kind}", "value=1")
+        http_cli(tmp_path / "store.db", "add", "timeout", "timeouttype=minsendrate", "value=0x1000")
+        wait_for(lambda: stalled_upload_closed_within(port, 6) < 6, 15, "stalled upload closed")
+        assert clients.https_get(port, "/")[0] == 200
+    finally:
+        rc = proc.finish()
+    assert rc == 0, proc.err
+    assert "timeout entitybodytimeout is now 1 seconds" in proc.err
+    assert "timeout drainentitybodytimeout is now 1 seconds" in proc.err
+    assert "timeout minsendrate is now 4096 bytes a second" in proc.err
 
 
 def test_serve_applies_stored_timeouts_at_start(run, tmp_path, pki):  # noqa: F811

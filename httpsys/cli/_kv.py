@@ -243,7 +243,19 @@ def rules(param: str, raw: str) -> tuple[Rule, ...]:
 
 
 UINT16 = uint(0, 0xFFFF)
+#: ``timeouttype`` values: netsh's two, then the rest of HTTP_TIMEOUT_LIMIT_INFO.
+TIMEOUT_TYPES = ("idleconnectiontimeout", "headerwaittimeout", "entitybodytimeout",
+                 "drainentitybodytimeout", "requestqueuetimeout", "minsendrate")
 UINT32 = uint(0, 0xFFFFFFFF)
+
+
+def _timeout_value(values: dict[str, Any]) -> None:
+    """Seconds are USHORT; only minsendrate (bytes a second) is a ULONG."""
+    if values["timeouttype"] != "minsendrate" and values["value"] > 0xFFFF:
+        raise KvError(f"value={values['value']}: expected an integer from 0 to 65535 seconds for "
+                      f"{values['timeouttype']} (decimal, or hexadecimal with 0x)", param="value")
+
+
 _SSLCERT_KINDS: dict[str, Kind] = {
     "certhash": certhash, "guid": guid, "string": string, "uint32": UINT32, "enable": enable}
 
@@ -268,6 +280,7 @@ class Spec:
     one_of: tuple[tuple[str, ...], ...] = ()  # exactly one key of each group
     at_most_one_of: tuple[tuple[str, ...], ...] = ()
     positional: tuple[str, ...] = ()  # netsh's optional tags: "[url=]<s>"
+    check: Callable[[dict[str, Any]], None] | None = None  # across parameters, after the rest
     by_name: dict[str, Param] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -319,14 +332,13 @@ SPECS: dict[tuple[str, str], Spec] = {
         Spec("delete", "iplisten", (Param("ipaddress", ip_address, required=True),),
              positional=("ipaddress",)),
         Spec("show", "iplisten", ()),
+        # value: seconds (USHORT) for all but minsendrate, bytes/s (ULONG).
         Spec("add", "timeout",
-             (Param("timeouttype", choice("idleconnectiontimeout", "headerwaittimeout"),
-                    required=True),
-              Param("value", UINT16, required=True)),
-             positional=("timeouttype", "value")),
+             (Param("timeouttype", choice(*TIMEOUT_TYPES), required=True),
+              Param("value", UINT32, required=True)),
+             positional=("timeouttype", "value"), check=_timeout_value),
         Spec("delete", "timeout",
-             (Param("timeouttype", choice("idleconnectiontimeout", "headerwaittimeout"),
-                    required=True),),
+             (Param("timeouttype", choice(*TIMEOUT_TYPES), required=True),),
              positional=("timeouttype",)),
         Spec("show", "timeout", ()),
         Spec("add", "certmapping", _certmapping_params(add=True),
@@ -436,6 +448,8 @@ def parse(args: Sequence[str], spec: Spec) -> dict[str, Any]:
         if param.default is not None and param.name not in values and (
                 param.requires is None or param.requires in values):
             values[param.name] = param.default
+    if spec.check is not None:
+        spec.check(values)
     return values
 
 
@@ -603,14 +617,21 @@ def format_iplisten(addresses: Iterable[str]) -> str:
 
 
 TIMEOUT_FIELDS = (("Idle Connection Timeout (secs)", "idleconnectiontimeout"),
-                  ("Header Wait Timeout (secs)", "headerwaittimeout"))
+                  ("Header Wait Timeout (secs)", "headerwaittimeout"),
+                  ("Entity Body Timeout (secs)", "entitybodytimeout"),
+                  ("Drain Body Timeout (secs)", "drainentitybodytimeout"),
+                  ("Request Queue Timeout (secs)", "requestqueuetimeout"),
+                  ("Minimum Send Rate (bytes/sec)", "minsendrate"))
 TIMEOUT_DEFAULT = 120
+#: What ``show timeout`` prints for a timeout never set.
+TIMEOUT_DEFAULTS = {key: TIMEOUT_DEFAULT for _, key in TIMEOUT_FIELDS} | {"minsendrate": 150}
 
 
 def format_timeout(timeouts: Mapping[str, int]) -> str:
-    """The output of ``show timeout``; an absent timeout prints its default, 120 seconds."""
+    """The output of ``show timeout``; an absent timeout prints its default (120 seconds;
+    minsendrate 150 bytes a second). netsh's two lines come first, as netsh prints them."""
     return TIMEOUT_HEADER + "".join(
-        _line(label, timeouts.get(key, TIMEOUT_DEFAULT), width=TIMEOUT_LABEL_WIDTH)
+        _line(label, timeouts.get(key, TIMEOUT_DEFAULTS[key]), width=TIMEOUT_LABEL_WIDTH)
         for label, key in TIMEOUT_FIELDS) + "\n"
 
 

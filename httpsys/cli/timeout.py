@@ -1,12 +1,18 @@
 """``httpsys http add|delete|show timeout``: the service-wide timeouts, as netsh has them.
 
-    httpsys http add timeout timeouttype=idleconnectiontimeout|headerwaittimeout value=SECONDS
-    httpsys http delete timeout timeouttype=idleconnectiontimeout|headerwaittimeout
+    httpsys http add timeout timeouttype=TYPE value=N
+    httpsys http delete timeout timeouttype=TYPE
     httpsys http show timeout
 
-Reference 1.5. ``value`` is an unsigned 16-bit number of seconds (``0x`` hex allowed). ``add``
-sets the value whether or not one was set before; ``delete`` reverts to the default, 120
-seconds, which ``show timeout`` prints for a timeout never set.
+TYPE is one of netsh's ``idleconnectiontimeout`` and ``headerwaittimeout``, or the rest of
+HTTP.sys's timeouts (HTTP_TIMEOUT_LIMIT_INFO): ``entitybodytimeout``,
+``drainentitybodytimeout``, ``requestqueuetimeout`` and ``minsendrate``.
+
+Reference 1.5. ``value`` is an unsigned 16-bit number of seconds, except for ``minsendrate``:
+bytes a second, an unsigned 32-bit number (4294967295 turns the check off); ``0x`` hex is
+allowed. ``add`` sets the value whether or not one was set before; ``delete`` reverts to the
+default, 120 seconds (minsendrate 150 bytes a second), which ``show timeout`` prints for a
+timeout never set. A running ``httpsys serve`` applies changes to new waits at once.
 """
 
 from __future__ import annotations
