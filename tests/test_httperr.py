@@ -399,3 +399,26 @@ def test_a_burst_of_expiries_is_logged_whole(logged, ca_file):
     assert {r[11] for r in recs} == {"Timer_HeaderWait"}
     assert run.srv.httperr_stats()["dropped"] == 0
     still_serves(run, ca_file)
+
+
+def test_plain_http_to_an_ssl_prefix(logged, ca_file):
+    """403.4 on a plain socket (sslFlags Ssl on an http:// prefix): sc-status is 403 (the log has
+    no substatus field), the reason SSL_Required, the queue the prefix's."""
+    from conftest import free_port
+
+    run, log_dir = logged()
+    plain = free_port()
+    run.srv.add_app(f"http://+:{plain}/plain/", hello_app, ssl_flags="Ssl")
+    name = {g["urls"][0]: g["queue"] for g in run.srv.servicestate()["url_groups"]}[
+        f"http://+:{plain}/plain/"]
+    with socket.create_connection(("127.0.0.1", plain), timeout=10) as s:
+        cport = s.getsockname()[1]
+        s.sendall(head(plain, "/plain/x"))
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    assert parse_responses(raw)[0].status == 403
+    assert only_record(run, log_dir) == [
+        "127.0.0.1", str(cport), "127.0.0.1", str(plain), "HTTP/1.1", "GET", "/plain/x", "403", "-",
+        "SSL_Required", name]
+    still_serves(run, ca_file)
