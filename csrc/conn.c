@@ -15,11 +15,13 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "clientcert.h"
 #include "conn.h"
 #include "environ.h"
+#include "httperr.h"
 #include "httpsys.h"
 #include "loop.h"
 #include "queue.h"
@@ -127,6 +129,177 @@ static const hs_conn_io_t tls_io = {hs__tls_read, hs__tls_write};
 
 static void process(hs_conn_t *c);
 static void flush(hs_conn_t *c);
+
+/* ---- HTTPERR log ------------------------------------------------------------------------- */
+
+/* Each function below copies one record into the log's ring (httperr.c) and returns: nothing
+ * here waits for the disk, and nothing here runs for a request the app answers normally. */
+
+static void rec_start(hs_conn_t *c, hs_httperr_rec_t *rec, int status, const char *reason,
+                      const char *queue)
+{
+    rec->time_s = (int64_t)time(NULL);
+    memcpy(rec->c_ip, c->peer_ip, sizeof(rec->c_ip));
+    memcpy(rec->s_ip, c->local_ip, sizeof(rec->s_ip));
+    rec->c_port = c->peer_port;
+    rec->s_port = c->local_port;
+    rec->status = status;
+    rec->reason = reason;
+    rec->queue = queue;
+    rec->version[0] = '\0';
+    rec->verb_len = 0;
+    rec->uri_len = 0;
+}
+
+/* cs-version of a request line that failed to parse: what follows the target, if it looks like
+ * HTTP/d.d ("HTTP/?.?" when a component has more than one digit, as HTTP.sys writes it), else
+ * nothing ('-'). end bounds the buffer the slices point into. */
+static void raw_version(hs_str_t target, const char *end, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (target.base == NULL)
+        return;
+    const char *p = target.base + target.len;
+    if (p >= end || *p != ' ' || end - p < 9 || memcmp(p + 1, "HTTP/", 5) != 0)
+        return;
+    p += 6;
+    size_t major = 0, minor = 0;
+    while (p < end && *p >= '0' && *p <= '9' && major < 3)
+        p++, major++;
+    if (major == 0 || p >= end || *p != '.')
+        return;
+    for (p++; p < end && *p >= '0' && *p <= '9' && minor < 3; p++)
+        minor++;
+    if (minor == 0)
+        return;
+    if (major > 1 || minor > 1)
+        snprintf(out, cap, "HTTP/?.?");
+    else
+        snprintf(out, cap, "HTTP/%c.%c", p[-3], p[-1]);
+}
+
+/* cs-uri of a request head: the cooked path (and ?query) when the target canonicalises, the raw
+ * target when it does not (HTTP.sys: "raw if not yet cooked"). */
+static void head_uri(hs_conn_t *c, hs_str_t target, hs_httperr_rec_t *rec)
+{
+    hs_str_t authority, path, query, none = {NULL, 0};
+    if (target.len == 0)
+        return;
+    if (hs__url_split(target, &authority, &path, &query) == HS_OK && path.len > 0 &&
+        path.base[0] == '/') {
+        char *cooked = malloc(path.len + 1);
+        size_t len;
+        int reject;
+        if (cooked != NULL && hs__url_canonicalize(path, &c->loop->server->url_limits, cooked,
+                                                   &len, &reject) == HS_OK) {
+            hs__httperr_set_uri(rec, (hs_str_t){cooked, len}, query);
+            free(cooked);
+            return;
+        }
+        free(cooked);
+    }
+    hs__httperr_set_uri(rec, target, none);
+}
+
+/* The verb and target of a request line the parser refused before it sliced it (a line over
+ * the limits): the bytes up to the first and second space, within buf[0..end). */
+static void raw_request_line(const char *p, const char *end, hs_str_t *verb, hs_str_t *target)
+{
+    while (p < end && (*p == '\r' || *p == '\n'))
+        p++;
+    const char *sp = p;
+    while (sp < end && sp - p <= HS_HTTPERR_VERB_MAX && *sp != ' ' && *sp != '\r' && *sp != '\n')
+        sp++;
+    if (sp >= end || *sp != ' ' || sp == p)
+        return;
+    *verb = (hs_str_t){p, (size_t)(sp - p)};
+    const char *t = sp + 1, *te = t;
+    while (te < end && *te != ' ' && *te != '\r' && *te != '\n')
+        te++;
+    *target = (hs_str_t){t, (size_t)(te - t)};
+}
+
+/* An answer to a request head: parsed whole (ok) or refused by the parser. */
+static void log_head(hs_conn_t *c, const hs_http1_request_t *h, int ok, int reject,
+                     const char *queue)
+{
+    hs_httperr_t *log = c->loop->server->httperr;
+    if (log == NULL)
+        return;
+    const hs_status_row_t *row = hs__status_row(reject);
+    const char *buf = c->plain_in.base + c->plain_in.off;
+    const char *end = buf + hs__buf_pending(&c->plain_in);
+    hs_str_t verb = h->method, target = h->target;
+    if (verb.base == NULL)
+        raw_request_line(buf, end, &verb, &target);
+    hs_httperr_rec_t rec;
+    rec_start(c, &rec, row->status, row->httperr, queue);
+    if (ok)
+        snprintf(rec.version, sizeof(rec.version), "HTTP/1.%d", h->minor_version);
+    else
+        raw_version(target, end, rec.version, sizeof(rec.version));
+    if (verb.base != NULL)
+        hs__httperr_set_verb(&rec, verb);
+    if (ok)
+        head_uri(c, target, &rec);
+    else /* never cooked: as sent */
+        hs__httperr_set_uri(&rec, target, (hs_str_t){NULL, 0});
+    hs__httperr_push(log, &rec);
+}
+
+/* The next value of an environ block (key\0value\0...) after *p, or an empty slice. */
+static hs_str_t env_value(const char **p, const char *end)
+{
+    const char *k = *p;
+    const char *kz = k < end ? memchr(k, '\0', (size_t)(end - k)) : NULL;
+    if (kz == NULL)
+        return (hs_str_t){NULL, 0};
+    const char *v = kz + 1;
+    const char *vz = v < end ? memchr(v, '\0', (size_t)(end - v)) : NULL;
+    if (vz == NULL)
+        return (hs_str_t){NULL, 0};
+    *p = vz + 1;
+    return (hs_str_t){v, (size_t)(vz - v)};
+}
+
+/* An answer to (or the loss of) a request in flight: its fields come from its environ block,
+ * whose first pairs are REQUEST_METHOD, SCRIPT_NAME, PATH_INFO, QUERY_STRING, SERVER_PROTOCOL
+ * (environ.c). status 0 writes '-'. */
+static void log_request(hs_conn_t *c, const hs_request_t *r, int status, const char *reason)
+{
+    hs_httperr_t *log = c->loop->server->httperr;
+    if (log == NULL)
+        return;
+    hs_httperr_rec_t rec;
+    rec_start(c, &rec, status, reason, r != NULL ? r->queue_name : NULL);
+    if (r != NULL && r->env != NULL) {
+        const char *p = r->env, *end = r->env + r->env_len;
+        hs_str_t verb = env_value(&p, end), script = env_value(&p, end);
+        hs_str_t info = env_value(&p, end), query = env_value(&p, end);
+        hs_str_t proto = env_value(&p, end);
+        hs__httperr_set_verb(&rec, verb);
+        char path[HS_HTTPERR_URI_MAX];
+        size_t n = script.len < sizeof(path) ? script.len : sizeof(path);
+        size_t m = info.len < sizeof(path) - n ? info.len : sizeof(path) - n;
+        if (n > 0)
+            memcpy(path, script.base, n);
+        if (m > 0)
+            memcpy(path + n, info.base, m);
+        hs__httperr_set_uri(&rec, (hs_str_t){path, n + m}, query);
+        snprintf(rec.version, sizeof(rec.version), "%.*s",
+                 (int)(proto.len < sizeof(rec.version) ? proto.len : 0), proto.base);
+    }
+    hs__httperr_push(log, &rec);
+}
+
+/* The client closed (or reset) the connection: HTTP.sys logs Client_Reset when it had sent
+ * part of a request that never reached a queue. A request in flight is logged by
+ * hs__conn_close as Connection_Dropped. */
+static void log_peer_gone(hs_conn_t *c)
+{
+    if (c->req == NULL && c->state == HS_CONN_READ_HEAD && hs__buf_pending(&c->plain_in) > 0)
+        log_request(c, NULL, 0, "Client_Reset");
+}
 
 /* ---- setup and teardown ------------------------------------------------------------------ */
 
@@ -242,6 +415,8 @@ void hs__conn_close(hs_conn_t *c)
 {
     if (c->closed)
         return;
+    if (c->req != NULL) /* the response was not sent whole */
+        log_request(c, c->req, 0, "Connection_Dropped");
     c->closed = 1;
     drop_request(c);
     stop_timers(c);
@@ -564,8 +739,10 @@ static int check_ssl_flags(hs_conn_t *c, int flags, const hs_http1_request_t *h,
 }
 
 /* A complete head was parsed: route it, hand it to its queue, set up the body. Returns the
- * reject to answer with, HS_REJECT_NONE, or WAIT_FOR_CERT (the head stays unconsumed). */
-static int start_request(hs_conn_t *c, const hs_http1_request_t *h, size_t head_len)
+ * reject to answer with (and in *queue the name of the queue it was routed to, if any),
+ * HS_REJECT_NONE, or WAIT_FOR_CERT (the head stays unconsumed). */
+static int start_request(hs_conn_t *c, const hs_http1_request_t *h, size_t head_len,
+                         const char **queue)
 {
     routed_t rt = {0};
     if (!h->chunked && h->content_length < 0 && needs_length(h->method))
@@ -573,6 +750,7 @@ static int start_request(hs_conn_t *c, const hs_http1_request_t *h, size_t head_
     int reject = route(c, h, &rt);
     if (reject != HS_REJECT_NONE)
         return reject;
+    *queue = rt.queue->name;
     reject = check_ssl_flags(c, rt.queue->ssl_flags, h, head_len);
     if (reject != HS_REJECT_NONE) {
         free(rt.path);
@@ -599,6 +777,7 @@ static int start_request(hs_conn_t *c, const hs_http1_request_t *h, size_t head_
     c->body_left = h->chunked ? -1 : (h->content_length > 0 ? h->content_length : 0);
     memset(&c->chunked, 0, sizeof(c->chunked));
     c->req = r;
+    r->queue_name = rt.queue->name;
     int need_signal;
     reject = hs__queue_push(rt.queue, r, &need_signal);
     if (reject == HS_REJECT_NONE)
@@ -641,12 +820,16 @@ static void read_head(hs_conn_t *c)
     c->last_len = 0;
     if (n < 0) {
         /* A head we cannot parse leaves us unable to find the next one: close. */
+        log_head(c, &h, 0, h.reject, NULL);
         send_reject(c, h.reject, 1);
         return;
     }
-    int reject = start_request(c, &h, (size_t)n);
+    const char *queue = NULL;
+    int reject = start_request(c, &h, (size_t)n, &queue);
     if (reject == WAIT_FOR_CERT || reject == WAIT_FOR_CRL)
         return; /* parsed again once the certificate or CRL (or the deadline) comes */
+    if (reject != HS_REJECT_NONE)
+        log_head(c, &h, 1, reject, queue);
     hs__buf_consume(&c->plain_in, (size_t)n);
     if (reject != HS_REJECT_NONE) {
         /* The body of a refused request would be read as the next head: keep the connection
@@ -732,10 +915,13 @@ static void read_body(hs_conn_t *c)
     if (done < 0) {
         /* Bad chunk framing: answer 400 if the app has not started its response (its calls
          * fail from now on), otherwise the only honest signal left is a reset. */
-        if (started)
-            close_reset(c);
-        else
-            send_reject(c, c->chunked.reject ? c->chunked.reject : HS_REJECT_BAD_REQUEST, 1);
+        int reject = c->chunked.reject ? c->chunked.reject : HS_REJECT_BAD_REQUEST;
+        if (started) {
+            close_reset(c); /* logged as Connection_Dropped */
+        } else {
+            log_request(c, c->req, hs__status_row(reject)->status, hs__status_row(reject)->httperr);
+            send_reject(c, reject, 1);
+        }
     } else if (done == 1) {
         c->state = c->state == HS_CONN_READ_BODY ? HS_CONN_WAIT_APP : HS_CONN_READ_HEAD;
         if (c->state == HS_CONN_READ_HEAD)
@@ -877,6 +1063,7 @@ void hs__conn_on_readable(hs_conn_t *c)
         return;
     c->read_paused = 0;
     if (fill(c) != HS_OK) {
+        log_peer_gone(c);
         hs__conn_close(c);
         return;
     }
@@ -909,10 +1096,12 @@ void hs__conn_on_readable(hs_conn_t *c)
         return;
     flush(c);
     /* A client that closed before sending its whole body can never complete it. */
-    if (!c->closed && c->peer_eof && (c->req == NULL || c->state == HS_CONN_READ_BODY))
+    if (!c->closed && c->peer_eof && (c->req == NULL || c->state == HS_CONN_READ_BODY)) {
+        log_peer_gone(c);
         hs__conn_close(c);
-    else if (!c->closed && c->peer_eof && c->req != NULL)
+    } else if (!c->closed && c->peer_eof && c->req != NULL) {
         client_eof(c);
+    }
 }
 
 void hs__conn_on_writable(hs_conn_t *c)
@@ -1017,6 +1206,7 @@ static int send_output(hs_conn_t *c, hs_request_t *r, int *close, int *reject)
 static void answer_reject(hs_conn_t *c, int reject)
 {
     int body_pending = c->state == HS_CONN_READ_BODY;
+    log_request(c, c->req, hs__status_row(reject)->status, hs__status_row(reject)->httperr);
     drop_request(c);
     send_reject(c, reject, body_pending || !c->keepalive || reject != HS_REJECT_INTERNAL);
     if (!c->closed && c->state != HS_CONN_CLOSING) {
@@ -1071,7 +1261,6 @@ void hs__conn_on_request_update(hs_conn_t *c)
  * without an answer, as in HTTP.sys; a request left in its queue gets 503. */
 static void on_timer(hs_conn_t *c, int kind)
 {
-    /* HTTPERR: log hs__timer_reason(kind) here (NULL: a wait HTTP.sys does not log) */
     switch (kind) {
     case HS_TIMER_REQUEST_QUEUE:
         answer_reject(c, HS_REJECT_QUEUE_TIMEOUT);
@@ -1083,9 +1272,18 @@ static void on_timer(hs_conn_t *c, int kind)
         c->crl_gave_up = 1; /* no CRL in time: revocation unknown (403.13) */
         resume_head(c);
         break;
-    default:
+    default: {
+        /* HTTPERR: one line per expiry that ends the connection, with the request's fields when
+         * one is in flight (and then not a second Connection_Dropped line). The 503 of
+         * RequestQueue is logged by answer_reject. */
+        const char *reason = hs__timer_reason(kind);
+        if (reason != NULL) {
+            log_request(c, c->req, 0, reason);
+            drop_request(c);
+        }
         hs__conn_close(c);
         break;
+    }
     }
 }
 

@@ -24,6 +24,7 @@ SOURCES = [
     "crlfetch.c",
     "certmap.c",
     "hsbench.c",
+    "httperr.c",
     "timer.c",
     "conn.c",
     "loop.c",

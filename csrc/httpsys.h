@@ -165,6 +165,17 @@ int hs_server_set_certmappings(hs_server_t *s, const char *spec, size_t len, cha
 /* Open client connections over all I/O threads (servicestate). */
 uint32_t hs_server_connections(hs_server_t *s);
 
+/* The HTTPERR log (reference 3.4): httperr<N>.log files in dir (which must exist), rolled over at
+ * max_bytes (0: 1 MB; at least 4096), written by a logging thread from a ring of ring_bytes
+ * (0: 1 MB; at least 16 KB) that the I/O threads never wait on. Set once, before start; dir NULL: off.
+ * flush waits until what was logged before the call is written (HS_RESULT_TIMEOUT if not in
+ * time); stats counts lines written, records dropped (ring full) and lines the disk refused. */
+int hs_server_set_httperr(hs_server_t *s, const char *dir, uint64_t max_bytes,
+                          uint32_t ring_bytes, char *err, size_t errlen);
+int hs_server_httperr_flush(hs_server_t *s, int timeout_ms);
+int hs_server_httperr_stats(hs_server_t *s, uint64_t *written, uint64_t *dropped,
+                            uint64_t *failed);
+
 /* Listening sockets, refcounted per ip:port: each listen needs one unlisten. */
 int hs_server_listen(hs_server_t *s, const char *ip, int port, int tls, char *err, size_t errlen);
 int hs_server_unlisten(hs_server_t *s, const char *ip, int port);
@@ -176,6 +187,8 @@ void hs_queue_release(hs_queue_t *q);
 uint32_t hs_queue_length(hs_queue_t *q);
 /* The IIS sslFlags (enum hs_ssl_flags) of the prefix this queue serves: set before add_url. */
 void hs_queue_set_ssl_flags(hs_queue_t *q, int ssl_flags);
+/* The queue name the HTTPERR log writes (s-queuename): set before add_url. */
+void hs_queue_set_name(hs_queue_t *q, const char *name);
 int hs_server_add_url(hs_server_t *s, const char *prefix, size_t len, hs_queue_t *q);
 int hs_server_remove_url(hs_server_t *s, const char *prefix, size_t len);
 

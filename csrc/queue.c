@@ -16,6 +16,7 @@
 #include "httpsys.h"
 #include "loop.h"
 #include "queue.h"
+#include "server.h"
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
@@ -377,11 +378,11 @@ void hs_request_fail(hs_request_t *r, int reject)
 
 hs_queue_t *hs_queue_new(hs_server_t *s, uint32_t limit)
 {
-    HS_UNUSED(s);
     hs_queue_t *q = calloc(1, sizeof(*q));
     if (q == NULL)
         return NULL;
     atomic_init(&q->refs, 1);
+    q->server = s;
     q->limit = limit ? limit : 1000;
     q->efd = -1;
     pthread_mutex_init(&q->mu, NULL);
@@ -392,6 +393,12 @@ hs_queue_t *hs_queue_new(hs_server_t *s, uint32_t limit)
 void hs_queue_set_ssl_flags(hs_queue_t *q, int ssl_flags)
 {
     q->ssl_flags = ssl_flags;
+}
+
+void hs_queue_set_name(hs_queue_t *q, const char *name)
+{
+    if (q->server != NULL && name != NULL)
+        q->name = hs__server_intern(q->server, name);
 }
 
 void hs__queue_ref(hs_queue_t *q)

@@ -41,6 +41,8 @@ typedef struct hs_queue {
     int notified;  /* ASGI: efd was (or will be, end of batch) written; cleared by a drain */
     struct hs_request *ready_head, *ready_tail; /* ASGI: changed requests (no references: a
                                                    request leaves the list when it is freed) */
+    struct hs_server *server;
+    const char *name; /* HTTPERR s-queuename (NULL: '-'); set like ssl_flags, lives with server */
 } hs_queue_t;
 
 typedef struct hs_chunk {
@@ -65,6 +67,7 @@ typedef struct hs_request {
     int http_minor;
     int head_request;
     int want_keepalive; /* what the request asked for (worker reads it to frame the response) */
+    const char *queue_name; /* its queue's name, for the HTTPERR log (lives with the server) */
 
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cv;

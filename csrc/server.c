@@ -179,10 +179,72 @@ int hs_server_set_timeout(hs_server_t *s, int timeout, uint32_t value)
     return HS_RESULT_OK;
 }
 
+/* ---- HTTPERR log ------------------------------------------------------------------------- */
+
+typedef struct hs_name {
+    struct hs_name *next;
+    char text[64];
+} hs_name_t;
+
+const char *hs__server_intern(hs_server_t *s, const char *name)
+{
+    hs_name_t *n = calloc(1, sizeof(*n));
+    if (n == NULL)
+        return NULL;
+    snprintf(n->text, sizeof(n->text), "%s", name);
+    pthread_mutex_lock(&s->cfg_lock);
+    n->next = s->names;
+    s->names = n;
+    pthread_mutex_unlock(&s->cfg_lock);
+    return n->text;
+}
+
+int hs_server_set_httperr(hs_server_t *s, const char *dir, uint64_t max_bytes,
+                          uint32_t ring_bytes, char *err, size_t errlen)
+{
+    /* The I/O threads read s->httperr without a lock: it is fixed once they run. */
+    if (s->started || s->httperr != NULL) {
+        snprintf(err, errlen, "httperr_dir: the error log is set once, before start");
+        return HS_RESULT_INVALID_PARAMETER;
+    }
+    if (dir == NULL)
+        return HS_RESULT_OK;
+    s->httperr = hs__httperr_new(dir, max_bytes ? max_bytes : HS_HTTPERR_MAX_BYTES_DEFAULT,
+                                 ring_bytes, err, errlen);
+    return s->httperr != NULL ? HS_RESULT_OK : HS_RESULT_INVALID_PARAMETER;
+}
+
+int hs_server_httperr_flush(hs_server_t *s, int timeout_ms)
+{
+    if (s->httperr == NULL)
+        return HS_RESULT_NOT_FOUND;
+    return hs__httperr_flush(s->httperr, timeout_ms) == HS_OK ? HS_RESULT_OK : HS_RESULT_TIMEOUT;
+}
+
+int hs_server_httperr_stats(hs_server_t *s, uint64_t *written, uint64_t *dropped,
+                            uint64_t *failed)
+{
+    hs_httperr_t *l = s->httperr;
+    if (l == NULL)
+        return HS_RESULT_NOT_FOUND;
+    pthread_mutex_lock(&l->mu);
+    *written = l->written;
+    *dropped = l->dropped;
+    *failed = l->failed;
+    pthread_mutex_unlock(&l->mu);
+    return HS_RESULT_OK;
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------- */
+
 int hs_server_start(hs_server_t *s, char *err, size_t errlen)
 {
     if (s->started)
         return HS_RESULT_OK;
+    if (s->httperr != NULL && hs__httperr_start(s->httperr) != HS_OK) {
+        snprintf(err, errlen, "cannot start the HTTPERR logging thread: %s", strerror(errno));
+        return HS_RESULT_SYSTEM;
+    }
     for (int i = 0; i < s->n_loops; i++) {
         if (hs__loop_start(&s->loops[i]) != 0) {
             snprintf(err, errlen, "cannot start I/O thread: %s", strerror(errno));
@@ -218,6 +280,12 @@ void hs_server_free(hs_server_t *s)
     hs__bindings_destroy(&s->bindings);
     hs__crlcache_destroy(&s->crl_cache);
     hs__certmap_release(s->certmap);
+    hs__httperr_free(s->httperr); /* after the I/O threads: it writes what they queued */
+    while (s->names != NULL) {
+        hs_name_t *n = s->names;
+        s->names = n->next;
+        free(n);
+    }
     pthread_mutex_destroy(&s->cfg_lock);
     free(s->loops);
     free(s);

@@ -7,6 +7,7 @@
 #include "certmap.h"
 #include "crlfetch.h"
 #include "http1.h"
+#include "httperr.h"
 #include "loop.h"
 #include "route.h"
 #include "url.h"
@@ -43,12 +44,20 @@ struct hs_server {
      * whenever a wait starts (relaxed atomics: a wait may start with the old value). */
     uint32_t idle_ms, header_wait_ms, entity_body_ms, drain_body_ms, request_queue_ms;
     uint32_t min_send_rate; /* bytes/s; HS_MIN_SEND_RATE_OFF disables it, as MAXULONG does */
+
+    /* The HTTPERR log (NULL: off), set before start; and the queue names it writes, kept until
+     * the server is freed so that log records and requests may point at them. */
+    hs_httperr_t *httperr;
+    struct hs_name *names;
 };
 
 static inline uint32_t hs__server_timeout_ms(const uint32_t *field)
 {
     return __atomic_load_n(field, __ATOMIC_RELAXED);
 }
+
+/* Any thread: a copy of name (at most 63 bytes) that lives as long as the server. */
+const char *hs__server_intern(struct hs_server *s, const char *name);
 
 /* Any thread: the current mappings with a reference taken (NULL when none are set). */
 hs_certmap_t *hs__server_certmap(struct hs_server *s);

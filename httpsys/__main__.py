@@ -280,6 +280,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"io_threads": args.io_threads, "workers": args.threads}
     if iplisten:
         kwargs["iplisten"] = iplisten
+    if not args.no_httperr:
+        # HTTP.sys keeps its error log in a folder of its own (reference 3.1 ErrorLoggingDir);
+        # ours sits beside the store, 0700 like the store's own protection.
+        kwargs["httperr_dir"] = args.httperr_dir or str(path.parent / "httperr")
     srv = Server(**kwargs)
     watcher = None
     renewer = None
@@ -450,6 +454,10 @@ def _parser() -> argparse.ArgumentParser:
                                   "of every app instead of the store's bindings")
     p.add_argument("--key", help="PEM private key (with --cert)")
     p.add_argument("--io-threads", type=int, default=1)
+    p.add_argument("--httperr-dir", metavar="DIR",
+                   help="folder of the HTTPERR log (httperr<N>.log; created 0700); default: "
+                        "'httperr' beside the store")
+    p.add_argument("--no-httperr", action="store_true", help="write no HTTPERR log")
     _add_worker_options(p)
     p.set_defaults(func=cmd_serve)
     sub.add_parser("cert", help="the certificate store: new, import, request, complete, list, show, "

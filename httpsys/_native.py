@@ -89,6 +89,10 @@ class NativeQueue:
     def set_ssl_flags(self, flags: int) -> None:
         lib.hs_queue_set_ssl_flags(self.handle, flags)
 
+    def set_name(self, name: str) -> None:
+        """The HTTPERR log's s-queuename for this queue (at most 63 bytes): before add_url."""
+        lib.hs_queue_set_name(self.handle, name.encode("ascii", "replace"))
+
     def shutdown(self) -> None:
         lib.hs_queue_shutdown(self.handle)
 
@@ -143,6 +147,27 @@ class NativeServer:
 
     def set_timeout(self, which: int, seconds: int) -> None:
         check(lib.hs_server_set_timeout(self.handle, which, seconds), "timeout out of range")
+
+    def set_httperr(self, directory: str, max_bytes: int, ring_bytes: int = 0) -> None:
+        """Turns on the HTTPERR log in an existing directory (before start)."""
+        err = _errbuf()
+        rc = lib.hs_server_set_httperr(self.handle, directory.encode(), max_bytes, ring_bytes, err, 512)
+        detail = ffi.string(err).decode("utf-8", "replace")
+        check(rc, "cannot open the HTTPERR log", err,
+              param="httperr_max_bytes" if detail.startswith("httperr_max_bytes") else "httperr_dir")
+
+    def httperr_flush(self, timeout_ms: int) -> bool:
+        """Waits until the lines logged so far are written; False if that took too long."""
+        rc = lib.hs_server_httperr_flush(self.handle, timeout_ms)
+        if rc == lib.HS_RESULT_NOT_FOUND:
+            raise NotFoundError("the HTTPERR log is off", param="httperr_dir")
+        return bool(rc == lib.HS_RESULT_OK)
+
+    def httperr_stats(self) -> dict[str, int]:
+        written, dropped, failed = (ffi.new("uint64_t *") for _ in range(3))
+        check(lib.hs_server_httperr_stats(self.handle, written, dropped, failed), "the HTTPERR log is off",
+              param="httperr_dir")
+        return {"written": int(written[0]), "dropped": int(dropped[0]), "failed": int(failed[0])}
 
     def start(self) -> None:
         err = _errbuf()

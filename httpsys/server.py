@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -22,6 +24,12 @@ log = logging.getLogger("httpsys")
 
 #: HTTP.sys's default request queue length (HttpServerQueueLengthProperty).
 DEFAULT_QUEUE_LIMIT = 1000
+
+#: HTTP.sys's ErrorLogFileTruncateSize default: an httperr<N>.log file rolls over at 1 MB.
+DEFAULT_HTTPERR_MAX_BYTES = 1 << 20
+
+#: Numbers the servers of this process, for their request queue names.
+_server_numbers = itertools.count(1)
 
 #: netsh timeouttype names → the core's timeouts (HTTP_TIMEOUT_LIMIT_INFO, reference 1.5).
 TIMEOUTS = {
@@ -107,6 +115,7 @@ class _Registration:
     prefix: urlprefix.UrlPrefix
     app: Any
     queue: NativeQueue
+    queue_name: str
     threads: list[threading.Thread] = field(default_factory=list)
     interface: str = "wsgi"
     asgi: asgi.AsgiQueue | None = None  # served by the Server's asyncio loop
@@ -124,7 +133,13 @@ class Server:
     def __init__(self, io_threads: int = 1, workers: int | None = None, *,
                  queue_limit: int = DEFAULT_QUEUE_LIMIT, limits: Mapping[str, int] | None = None,
                  timeouts: Mapping[str, int] | None = None,
-                 iplisten: Iterable[str] = ("0.0.0.0",), asgi_loop: str = "auto") -> None:
+                 iplisten: Iterable[str] = ("0.0.0.0",), asgi_loop: str = "auto",
+                 httperr_dir: str | os.PathLike[str] | None = None,
+                 httperr_max_bytes: int = DEFAULT_HTTPERR_MAX_BYTES) -> None:
+        """``httperr_dir`` turns on the HTTPERR log (reference 3.4): ``httperr<N>.log`` files in
+        that directory (created 0700 if missing; files 0600), one line for every answer the core
+        gives itself, every timer expiry and every dropped connection, rolled over at
+        ``httperr_max_bytes`` (at least 4096). None (the default) leaves it off."""
         if workers is None:
             workers = os.cpu_count() or 1
         if not isinstance(workers, int) or workers < 1:
@@ -136,6 +151,10 @@ class Server:
         self._asgi_loop: asgi.AsgiLoop | None = None  # started with the first ASGI app
         self._server_certs: dict[str, str] = {}  # thumbprint → leaf PEM (the TLS extension)
         self._native = NativeServer(io_threads)
+        self._number = next(_server_numbers)
+        self._httperr = httperr_dir is not None
+        if httperr_dir is not None:
+            self._open_httperr(os.fspath(httperr_dir), httperr_max_bytes)
         self._workers = workers
         self._queue_limit = queue_limit
         self._iplisten = [urlprefix.parse_ipport(f"{ip}:1")[0] for ip in iplisten]
@@ -157,6 +176,36 @@ class Server:
         except InvalidParameterError:
             self._native.free()  # nothing started yet; no close() will come for it
             raise
+
+    # ---- HTTPERR log ------------------------------------------------------------------------
+
+    def _open_httperr(self, directory: str, max_bytes: int) -> None:
+        if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 4096:
+            self._native.free()
+            raise InvalidParameterError(f"httperr_max_bytes must be an int of at least 4096, not {max_bytes!r}",
+                                        param="httperr_max_bytes")
+        try:
+            if not os.path.isdir(directory):
+                os.makedirs(directory, mode=0o700, exist_ok=True)
+                os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
+            self._native.set_httperr(directory, max_bytes)
+        except OSError as exc:
+            self._native.free()
+            raise InvalidParameterError(f"httperr_dir: cannot create {directory}: {exc.strerror}",
+                                        param="httperr_dir") from None
+        except BaseException:
+            self._native.free()
+            raise
+
+    def flush_httperr(self, timeout: float = 5.0) -> bool:
+        """Waits until every HTTPERR line logged so far is in its file; False if that took longer
+        than ``timeout`` seconds. NotFoundError (param ``httperr_dir``) when the log is off."""
+        return self._native.httperr_flush(int(timeout * 1000))
+
+    def httperr_stats(self) -> dict[str, int]:
+        """``{"written", "dropped", "failed"}``: HTTPERR lines written, records dropped because
+        the I/O threads found the ring full, lines the disk refused."""
+        return self._native.httperr_stats()
 
     # ---- timeouts ---------------------------------------------------------------------------
 
@@ -294,6 +343,8 @@ class Server:
         with self._lock:
             queue = NativeQueue(self._native, self._queue_limit)
             queue.set_ssl_flags(flags)
+            name = self._queue_name(_key(prefix))
+            queue.set_name(name)
             try:
                 served = None
                 if interface == "asgi":  # an ASGI queue before it is routable
@@ -310,7 +361,7 @@ class Server:
                 queue.shutdown()
                 queue.release()
                 raise
-            reg = _Registration(prefix, app, queue, interface=interface, asgi=served)
+            reg = _Registration(prefix, app, queue, name, interface=interface, asgi=served)
             self._apps[_key(prefix)] = reg
             if self._started:
                 try:
@@ -487,8 +538,6 @@ class Server:
         ``{"pid", "session_id", "state", "connections", "url_groups": [{"id", "state", "queue",
         "urls"}], "queues": [{"name", "state", "length", "limit", "verbosity", "pids"}]}``
         """
-        import zlib
-
         pid = os.getpid()
         with self._lock:
             if self._closed.is_set():
@@ -497,7 +546,7 @@ class Server:
             groups, queues = [], []
             for key, reg in self._apps.items():
                 n = zlib.crc32(key.encode()) & 0xFFFFFF
-                name = f"httpsys-{pid}-{session[-6:].lower()}-{n:06x}"
+                name = reg.queue_name
                 groups.append({"id": f"FE{session[2:10]}{n:06X}",
                                "state": "Active" if self._started else "Inactive",
                                "queue": name, "urls": [str(reg.prefix)]})
@@ -507,6 +556,11 @@ class Server:
             return {"pid": pid, "session_id": session,
                     "state": "Active" if self._started else "Inactive",
                     "connections": self.connections, "url_groups": groups, "queues": queues}
+
+    def _queue_name(self, key: str) -> str:
+        """The request queue's name (servicestate, HTTPERR s-queuename): fixed at add_app."""
+        n = zlib.crc32(key.encode()) & 0xFFFFFF
+        return f"httpsys-{os.getpid()}-{self._number:06x}-{n:06x}"
 
     @property
     def prefixes(self) -> list[str]:

@@ -194,3 +194,43 @@ def test_an_app_that_cannot_be_loaded_is_a_clear_error(run, tmp_path, target, me
     proc.p.wait(60)
     assert proc.finish() == 2
     assert message in proc.err and "Traceback" not in proc.err, proc.err
+
+
+def test_serve_writes_the_httperr_log_beside_the_store(run, tmp_path, ca_file, leaf_files):
+    port = free_port()
+    chain, key = leaf_files
+    proc = run("serve", "--app", f"https://+:{port}/x/=httpsys.demo:app", "--cert", chain,
+               "--key", key)
+    try:
+        proc.wait_listening(port)
+        assert https_get(port, "/nothere", ca=ca_file)[0] == 404
+    finally:
+        assert proc.finish() == 0, proc.err  # close() writes what is queued
+    log_dir = tmp_path / "httperr"
+    assert log_dir.stat().st_mode & 0o777 == 0o700
+    lines = (log_dir / "httperr1.log").read_text().splitlines()
+    assert lines[3].startswith("#Fields: date time c-ip")
+    assert lines[4].endswith(f" 127.0.0.1 {port} HTTP/1.1 GET /nothere 404 - NotFound -")
+
+
+def test_serve_httperr_dir_and_no_httperr(run, tmp_path, ca_file, leaf_files):
+    port = free_port()
+    chain, key = leaf_files
+    chosen = tmp_path / "chosen"
+    proc = run("serve", "--app", f"https://+:{port}/x/=httpsys.demo:app", "--cert", chain,
+               "--key", key, "--httperr-dir", str(chosen))
+    try:
+        proc.wait_listening(port)
+        assert https_get(port, "/nothere", ca=ca_file)[0] == 404
+    finally:
+        assert proc.finish() == 0, proc.err
+    assert (chosen / "httperr1.log").read_text().count(" NotFound ") == 1
+    port = free_port()
+    proc = run("serve", "--app", f"https://+:{port}/x/=httpsys.demo:app", "--cert", chain,
+               "--key", key, "--no-httperr")
+    try:
+        proc.wait_listening(port)
+        assert https_get(port, "/nothere", ca=ca_file)[0] == 404
+    finally:
+        assert proc.finish() == 0, proc.err
+    assert not (tmp_path / "httperr").exists()
