@@ -8,8 +8,8 @@ GIL with the normal client measured here. The normal client's latencies are take
 byte to the first close.
 """
 
-from __future__ import os
-import annotations
+from __future__ import annotations
+import os
 
 import json
 import resource
