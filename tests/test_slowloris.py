@@ -9,9 +9,9 @@ byte to the first close.
 """
 
 from __future__ import annotations
-import os
 
 import json
+import os
 import resource
 import subprocess
 import sys
