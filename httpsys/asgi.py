@@ -199,10 +199,19 @@ def build_scope(block: bytes, server_certs: Mapping[str, str] | None = None,
     The pairs after the headers (local address, TLS facts) are the same for every request of
     a connection: with a ``cache`` dict they are worked out once and looked up by their bytes
     afterwards (each scope gets its own copy of the TLS extension)."""
-    p = block.split(b"\0")
-    script, path_info = p[3], p[5]
+    # The pairs after the headers start at HTTPS (TLS) or, on plain HTTP, at SERVER_ADDR, the
+    # last pair (C lays it out for every ASGI queue): only what comes before them is split, and
+    # the rest keys the cache as it is. A client cannot fake either place: "HTTPS" would have
+    # to be a key (keys there are fixed names, HTTP_* or CONTENT_*), and SERVER_ADDR must be
+    # the last key.
+    at = block.find(b"\0HTTPS\0on\0")
+    if at < 0:
+        at = block.rfind(b"\0SERVER_ADDR\0")
+        if at >= 0 and block.find(b"\0", at + 13) != len(block) - 1:
+            at = -1  # not the last key: a header's value
+    p = block[:at].split(b"\0") if at >= 0 else block.split(b"\0")
+    end = len(p) if at >= 0 else len(p) - 1
     headers = []
-    end = len(p) - 1
     i = 22
     names = _HEADER_NAMES
     while i < end:
@@ -211,17 +220,19 @@ def build_scope(block: bytes, server_certs: Mapping[str, str] | None = None,
             break
         headers.append((name, p[i + 1]))
         i += 2
-    tail = p[i:end]
-    if cache is None:
-        addr, tls = _connection_facts(tail, server_certs or {})
-    else:
-        key = b"\0".join(tail)
-        facts = cache.get(key)
-        if facts is None:
+    if at >= 0 and i >= end:
+        key = block[at + 1:]
+    else:  # no such place, or pairs in front of it that are not headers: split it all
+        p = block.split(b"\0")
+        key = b"\0".join(p[i:])  # p[-1] is b"": key ends with NUL as above
+    if cache is None or (facts := cache.get(key)) is None:
+        facts = _connection_facts(key.split(b"\0")[:-1], server_certs or {})
+        if cache is not None:
             if len(cache) >= CONNECTION_CACHE_MAX:
                 cache.clear()
-            facts = cache[key] = _connection_facts(tail, server_certs or {})
-        addr, tls = facts
+            cache[key] = facts
+    addr, tls = facts
+    script, path_info, target = p[3], p[5], p[19]
     scope: Scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -229,7 +240,7 @@ def build_scope(block: bytes, server_certs: Mapping[str, str] | None = None,
         "method": _METHODS.get(p[1]) or p[1].decode("latin-1"),
         "scheme": p[21].decode("latin-1"),
         "path": (script + path_info).decode("utf-8", "replace"),
-        "raw_path": _raw_path(p[19]),
+        "raw_path": target if b"?" not in target and target[:1] == b"/" else _raw_path(target),
         "query_string": p[7],
         "root_path": script.decode("utf-8", "replace"),
         "headers": headers,
@@ -704,7 +715,8 @@ class AsgiQueue:
     def done(self, r: _Request) -> None:
         """r's response is complete (or abandoned): the core has its request back."""
         self.requests.pop(r.req, None)
-        r.wake()
+        if r.waiters:
+            r.wake()
 
     async def _run(self, r: _Request, scope: Scope) -> None:
         error = True

@@ -152,6 +152,30 @@ def test_connection_facts_are_cached_but_each_scope_has_its_own_extension() -> N
     assert build_scope(raw, cache=cache)["extensions"]["tls"]["tls_version"] == 0x0304
 
 
+def test_headers_cannot_pose_as_the_pairs_after_them() -> None:
+    # build_scope splits only up to HTTPS (TLS) or the last SERVER_ADDR (plain HTTP): header
+    # values that spell those keys stay headers, and the connection facts stay the core's.
+    cache: dict[bytes, Any] = {}
+    plain = list(FIXED)
+    plain[plain.index("wsgi.url_scheme") + 1] = "http"
+    raw = block(*plain, "HTTP_X_A", "SERVER_ADDR", "HTTP_X_B", "6.6.6.6",
+                "SERVER_ADDR", "10.0.0.1")
+    for _ in range(2):
+        scope = build_scope(raw, cache=cache)
+        assert scope["headers"] == [(b"x-a", b"SERVER_ADDR"), (b"x-b", b"6.6.6.6")]
+        assert scope["server"] == ("10.0.0.1", 8443) and "extensions" not in scope
+    raw = block(*FIXED, "HTTP_X_A", "HTTPS", "HTTP_ON", "on", "HTTPS", "on",
+                "SSL_PROTOCOL", "TLSv1.2", "SERVER_ADDR", "127.0.0.1")
+    for _ in range(2):
+        scope = build_scope(raw, cache=cache)
+        assert scope["headers"] == [(b"x-a", b"HTTPS"), (b"on", b"on")]
+        assert scope["extensions"]["tls"]["tls_version"] == 0x0303
+    # Without either (not a block of an ASGI queue), all of it is split as before.
+    scope = build_scope(block(*FIXED, "HTTP_HOST", "h", "SSL_PROTOCOL", "TLSv1.3"), cache=cache)
+    assert scope["headers"] == [(b"host", b"h")] and scope["server"] == ("example.test", 8443)
+    assert "extensions" not in scope and len(cache) == 3
+
+
 def test_response_heads_are_cached_and_generators_work() -> None:
     headers = ((b"content-type", b"text/plain"),)
     assert response_head(200, headers) is response_head(200, headers)
