@@ -90,17 +90,26 @@ static int wait_request(hs_request_t *r, int timeout_ms)
     return pthread_cond_timedwait(&r->cv, &r->mu, &ts);
 }
 
+/* Moves up to len buffered body bytes to buf (request mutex held); returns how many. */
+static size_t take_body(hs_request_t *r, char *buf, size_t len)
+{
+    size_t avail = hs__buf_pending(&r->body);
+    size_t take = avail < len ? avail : len;
+    if (take > 0) {
+        memcpy(buf, r->body.base + r->body.off, take);
+        hs__buf_consume(&r->body, take);
+    }
+    return take;
+}
+
 long hs_request_read_body(hs_request_t *r, char *buf, size_t len, int timeout_ms)
 {
     long n = 0;
     int post = 0;
     pthread_mutex_lock(&r->mu);
     for (;;) {
-        size_t avail = hs__buf_pending(&r->body);
-        if (avail > 0 && len > 0) {
-            size_t take = avail < len ? avail : len;
-            memcpy(buf, r->body.base + r->body.off, take);
-            hs__buf_consume(&r->body, take);
+        size_t take = take_body(r, buf, len);
+        if (take > 0) {
             n = (long)take;
             /* The I/O thread stops reading when the buffer is full; tell it there is room. */
             post = !r->body_done;
@@ -130,11 +139,8 @@ long hs_request_read_body_nowait(hs_request_t *r, char *buf, size_t len)
 {
     long n = 0;
     pthread_mutex_lock(&r->mu);
-    size_t avail = hs__buf_pending(&r->body);
-    if (avail > 0 && len > 0) {
-        size_t take = avail < len ? avail : len;
-        memcpy(buf, r->body.base + r->body.off, take);
-        hs__buf_consume(&r->body, take);
+    size_t take = take_body(r, buf, len);
+    if (take > 0) {
         n = (long)take;
     } else if (r->body_done || len == 0) {
         n = 0;
