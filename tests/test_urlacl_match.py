@@ -190,7 +190,7 @@ NOBODY = 65534
 _AS_NOBODY = r"""
 import os, sys
 import httpsys.__main__, httpsys.store, httpsys.watcher, httpsys.demo, httpsys.control
-import httpsys.certstore, httpsys.server
+import httpsys.certstore, httpsys.server, httpsys.renewal  # modules serve imports when it starts
 os.setgroups([])
 os.setgid(65534)
 os.setuid(65534)
